@@ -1,0 +1,43 @@
+"""The data layer: every download in the book goes through here.
+
+>>> from llms_from_scratch.data import fetch
+>>> text = fetch("the-verdict").read_text(encoding="utf-8")
+
+Sources are tried in order: the cache (``$LLMS_CACHE_DIR`` or the user cache folder), a local mirror
+(``$LLMS_DATA_MIRROR``, for offline machines), then the canonical URL and any backups.
+"""
+
+from .download import (
+    CACHE_ENV,
+    MIRROR_ENV,
+    AssetUnavailableError,
+    cache_dir,
+    fetch,
+    fetch_asset,
+    mirror_dir,
+    sha256_of,
+)
+from .registry import Asset, get_asset, list_assets, register_asset
+from .tokenizer import gpt2_encoding
+
+__all__ = [
+    "CACHE_ENV",
+    "MIRROR_ENV",
+    "Asset",
+    "AssetUnavailableError",
+    "cache_dir",
+    "fetch",
+    "fetch_asset",
+    "get_asset",
+    "gpt2_encoding",
+    "list_assets",
+    "mirror_dir",
+    "read_text",
+    "register_asset",
+    "sha256_of",
+]
+
+
+def read_text(name: str) -> str:
+    """Fetch an asset and return its contents decoded as UTF-8."""
+    return fetch(name).read_text(encoding="utf-8")

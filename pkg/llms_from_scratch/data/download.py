@@ -1,0 +1,189 @@
+"""Getting an asset's bytes onto disk: cache, then local mirror, then each URL in turn.
+
+Three promises hold whatever goes wrong:
+
+* a file only ever appears in the cache through an atomic rename, after its sha256 was checked, so an
+  interrupted or corrupt download leaves nothing behind (not even a ``.part`` file);
+* every source that was tried is reported, with the reason it failed;
+* the final error says how to supply the file by hand (a mirror folder, or the exact cache path).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import os
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .registry import Asset, get_asset
+
+CACHE_ENV = "LLMS_CACHE_DIR"
+MIRROR_ENV = "LLMS_DATA_MIRROR"
+DEFAULT_TIMEOUT = 30.0  # seconds without a byte before a URL counts as failed
+_CHUNK = 1 << 20
+
+
+class AssetUnavailableError(RuntimeError):
+    """No source could deliver an asset with the right checksum."""
+
+
+def cache_dir() -> Path:
+    """Where downloaded assets are kept: ``$LLMS_CACHE_DIR``, else the platform's user cache folder."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "llms-from-scratch"
+
+
+def mirror_dir() -> Path | None:
+    """A local folder holding assets under their file names (``$LLMS_DATA_MIRROR``), or ``None``."""
+    value = os.environ.get(MIRROR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check(path: Path, asset: Asset) -> str | None:
+    """Return why ``path`` is not the asset, or ``None`` when size and checksum agree."""
+    size = path.stat().st_size
+    if asset.size is not None and size != asset.size:
+        return f"wrong size: {size:,} bytes, expected {asset.size:,}"
+    got = sha256_of(path)
+    if got != asset.sha256:
+        return f"wrong checksum: sha256 {got}, expected {asset.sha256}"
+    return None
+
+
+def fetch(name: str, *, quiet: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Return a local path to the registered asset ``name``, downloading it if needed."""
+    return fetch_asset(get_asset(name), quiet=quiet, timeout=timeout)
+
+
+def fetch_asset(asset: Asset, *, quiet: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Return a local path holding ``asset``: the cached copy, the mirror's copy, or a fresh download."""
+    target = cache_dir() / asset.filename
+    tried: list[str] = []
+
+    if target.is_file():
+        problem = _check(target, asset)
+        if problem is None:
+            return target
+        tried.append(f"cache {target}: {problem} (it will be replaced by a good copy)")
+
+    mirror = mirror_dir()
+    if mirror is None:
+        tried.append(f"mirror: {MIRROR_ENV} is not set")
+    else:
+        candidate = mirror / asset.filename
+        if not candidate.is_file():
+            tried.append(f"mirror {candidate}: no such file")
+        else:
+            problem = _check(candidate, asset)
+            if problem is None:
+                return candidate  # read it in place; a mirror may be read-only and needs no copy
+            tried.append(f"mirror {candidate}: {problem}")
+
+    for url in asset.urls:
+        try:
+            _download(url, asset, target, quiet=quiet, timeout=timeout)
+            return target
+        except _SourceFailed as exc:
+            tried.append(f"{url}: {exc}")
+
+    raise AssetUnavailableError(_unavailable_message(asset, target, tried))
+
+
+class _SourceFailed(Exception):
+    """One URL did not deliver; the message says why."""
+
+
+def _download(url: str, asset: Asset, target: Path, *, quiet: bool, timeout: float) -> None:
+    """Stream ``url`` into a temporary file beside ``target``, verify it, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            _stream(url, out, label=asset.filename, quiet=quiet, timeout=timeout)
+        if asset.archive_member is not None:
+            _extract_member(tmp, asset.archive_member)
+        problem = _check(tmp, asset)
+        if problem is not None:
+            raise _SourceFailed(problem)
+        os.replace(tmp, target)  # atomic on POSIX and Windows: readers never see a partial file
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _stream(url: str, out, *, label: str, quiet: bool, timeout: float) -> None:
+    request = urllib.request.Request(url, headers={"User-Agent": "llms-from-scratch"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            total = response.headers.get("Content-Length")
+            total = int(total) if total and total.isdigit() else None
+            received = 0
+            with tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=quiet, leave=False) as bar:
+                while True:
+                    block = response.read(_CHUNK)
+                    if not block:
+                        break
+                    out.write(block)
+                    received += len(block)
+                    bar.update(len(block))
+            if total is not None and received < total:
+                raise _SourceFailed(f"connection closed after {received:,} of {total:,} bytes")
+    except _SourceFailed:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise _SourceFailed(f"HTTP {exc.code} {exc.reason}") from None
+    except urllib.error.URLError as exc:
+        raise _SourceFailed(f"could not connect ({exc.reason})") from None
+    except TimeoutError:
+        raise _SourceFailed(f"timed out after {timeout:g} s without data") from None
+    except (OSError, http.client.HTTPException) as exc:  # reset connections, IncompleteRead, bad status lines
+        raise _SourceFailed(f"connection broke off ({exc.__class__.__name__}: {exc})") from None
+
+
+def _extract_member(path: Path, member: str) -> None:
+    """Replace the zip archive at ``path`` by the bytes of one file inside it."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = archive.read(member)
+    except zipfile.BadZipFile:
+        raise _SourceFailed("the download is not a valid zip archive") from None
+    except KeyError:
+        raise _SourceFailed(f"the zip archive has no member {member!r}") from None
+    with open(path, "wb") as f:
+        shutil.copyfileobj(io.BytesIO(data), f)
+
+
+def _unavailable_message(asset: Asset, target: Path, tried: list[str]) -> str:
+    size = f"{asset.size:,} bytes, " if asset.size is not None else ""
+    lines = [f"Could not get asset {asset.name!r} ({asset.filename}, {size}sha256 {asset.sha256}).", "Tried:"]
+    lines += [f"  - {reason}" for reason in tried]
+    lines += [
+        "Supply the file in one of two ways:",
+        f"  1. set {MIRROR_ENV} to a folder that holds {asset.filename!r}, or",
+        f"  2. place the file at {target}",
+    ]
+    return "\n".join(lines)
