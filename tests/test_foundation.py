@@ -91,3 +91,14 @@ def test_cli_data_list(capsys):
 def test_cli_data_fetch_unknown_name_fails_clearly(capsys):
     assert main(["data", "fetch", "no-such-asset"]) == 1
     assert "unknown asset 'no-such-asset'" in capsys.readouterr().err
+
+
+def test_runtime_dependencies_stay_lean():
+    """No test tool, notebook tool, TensorFlow or pip is needed to import and run the package."""
+    from importlib.metadata import requires
+
+    runtime = [r.split(";")[0] for r in requires("llms-from-scratch") if "extra ==" not in r]
+    names = {envcheck._REQ.match(r).group(1).lower() for r in runtime}
+    forbidden = {"pytest", "nbval", "hypothesis", "ruff", "tensorflow", "pip", "jupyterlab", "pandas", "matplotlib"}
+    assert not names & forbidden, f"runtime dependencies must stay lean, found {sorted(names & forbidden)}"
+    assert "torch" in names
