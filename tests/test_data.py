@@ -181,3 +181,15 @@ def test_gpt2_encoding_matches_tiktoken():
     assert encoding.encode("Hello, do you like tea?") == [15496, 11, 466, 345, 588, 8887, 30]
     assert encoding.encode("<|endoftext|>", allowed_special="all") == [50256]
     assert encoding.n_vocab == 50257
+
+
+def test_readme_shows_the_offline_message_as_the_code_prints_it():
+    """The troubleshooting block in the README must not drift from the message the data layer builds."""
+    from llms_from_scratch.data.download import _unavailable_message
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```text\n", 1)[1].split("```", 1)[0].rstrip("\n")
+    lines = block.splitlines()
+    tried = [line.removeprefix("  - ") for line in lines if line.startswith("  - ")]
+    target = Path(lines[-1].removeprefix("  2. place the file at "))
+    assert block == _unavailable_message(get_asset("the-verdict"), target, tried)
