@@ -201,3 +201,25 @@ def test_training_stops_when_no_pair_repeats():
     assert tok.merges == [] and tok.n_vocab == 256
     tok = BPETokenizer().train("aaaa", vocab_size=1000, allowed_special=())
     assert tok.n_vocab == 257 and tok.decode([256]) == "aa" and tok.encode("aaaa") == [256, 256]
+
+
+def test_merge_rule_is_tiktokens_on_a_vocabulary_with_several_ways_to_build_a_token(tmp_path):
+    # Two details of the merge rule that GPT-2's own files never exercise, checked on a hand-made vocabulary:
+    # 1. "efg" was learned from ("e", "fg"), but "ef" is learned earlier, so encoding "efgh" merges "ef" first and
+    #    reaches "efg" only because any split into two known tokens ("ef" + "g") is a candidate;
+    # 2. "abcd" was learned from ("ab", "cd"), but "bc" is learned first, so merging "abcd" gets stuck at
+    #    a + bc + d; a chunk that is itself a token becomes that token directly.
+    a, b, c, d, e, f, g = (ord(ch) for ch in "abcdefg")
+    merges = [[b, c, 256], [a, b, 257], [c, d, 258], [257, 258, 259], [e, f, 260], [f, g, 261], [e, 261, 262]]
+    state = {"format": "llms-from-scratch-bpe", "version": 1, "pattern": GPT2_SPLIT_PATTERN,
+             "byte_ids": list(range(256)), "special_tokens": {}, "merges": merges}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(state))
+    tok = BPETokenizer.load(path)
+    assert [tok.decode([i]) for i in range(256, 263)] == ["bc", "ab", "cd", "abcd", "ef", "fg", "efg"]
+    reference = tiktoken.Encoding(name="tiny", pat_str=GPT2_SPLIT_PATTERN, mergeable_ranks=tok.mergeable_ranks(),
+                                  special_tokens={})
+    for text in ["abcd", "abcdx", " abcd", "efgh", "xefg", "efg abcd efgefg", "cdab"]:
+        assert tok.encode(text) == reference.encode(text), text
+    assert tok.encode("efgh") == [262, ord("h")]
+    assert tok.encode("abcd") == [259] and tok.encode("abcdx") == [a, 256, d, ord("x")]

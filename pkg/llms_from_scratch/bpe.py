@@ -83,8 +83,8 @@ class BPETokenizer:
         self.vocab: dict[int, bytes] = vocab
 
         # Rank of a candidate merge = id of the token it makes (ids grow in merge order). Every way of cutting a
-        # learned token into two known tokens counts as a candidate, not only the learned pair: tiktoken does
-        # the same, and it is the only rule that reproduces its ids for every input.
+        # learned token into two known tokens counts as a candidate, not only the learned pair. That is tiktoken's
+        # rule; it matters for vocabularies in which a token can be assembled in more than one way.
         special_ids = set(self.special_tokens.values())
         self._encoder = {b: i for i, b in vocab.items() if i not in special_ids}  # bytes -> id, no specials
         pair_to_id: dict[tuple[int, int], int] = {}
@@ -246,6 +246,10 @@ class BPETokenizer:
         if len(self._cache) < 100_000:
             self._cache[chunk] = parts
         return parts
+
+    def clear_cache(self) -> None:
+        """Forget the ids of chunks seen so far (each distinct chunk is merged once, then looked up)."""
+        self._cache.clear()
 
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ``text`` treating special-token strings as plain text."""
