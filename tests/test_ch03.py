@@ -9,12 +9,24 @@ import torch
 from llms_from_scratch import ch03
 from notebook_defs import load_notebook_definitions
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "ch03" / "01_main-chapter-code" / "ch03.ipynb"
+FOLDER = Path(__file__).resolve().parents[1] / "ch03" / "01_main-chapter-code"
+NOTEBOOK = FOLDER / "ch03.ipynb"
 
 
 @pytest.fixture(scope="module")
 def nb():
     return load_notebook_definitions(NOTEBOOK)
+
+
+def test_summary_notebook_repeats_the_same_classes():
+    summary = load_notebook_definitions(FOLDER / "multihead-attention.ipynb")
+    for name, args, shape in CASES[2:]:
+        torch.manual_seed(5)
+        ours = getattr(summary, name)(*args)
+        torch.manual_seed(5)
+        pkg = getattr(ch03, name)(*args)
+        x = _x(*shape)
+        assert torch.equal(ours(x), pkg(x)), name
 
 
 def _x(*shape):
