@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn as nn
@@ -14,6 +17,9 @@ from llms_from_scratch.ch04 import (
     TransformerBlock,
     generate_text_simple,
 )
+from notebook_defs import load_notebook_definitions
+
+FOLDER = Path(__file__).resolve().parents[1] / "ch04" / "01_main-chapter-code"
 
 TINY = {"vocab_size": 97, "context_length": 12, "emb_dim": 32, "n_heads": 4, "n_layers": 2, "drop_rate": 0.1,
         "qkv_bias": False}
@@ -171,3 +177,83 @@ def test_heads_must_divide_the_width():
     cfg = dict(TINY, n_heads=5)
     with pytest.raises(ValueError, match="divisible by num_heads"):
         GPTModel(cfg)
+
+
+# ---------------------------------------------------------------------------- notebooks agree with the package
+
+
+@pytest.fixture(scope="module")
+def nb():
+    return load_notebook_definitions(FOLDER / "ch04.ipynb")
+
+
+def test_notebook_config_is_the_package_config(nb):
+    assert nb.GPT_CONFIG_124M == GPT_CONFIG_124M
+
+
+@pytest.mark.parametrize("name", ["LayerNorm", "FeedForward", "TransformerBlock", "GPTModel"])
+def test_notebook_and_package_modules_agree(nb, name):
+    import llms_from_scratch.ch04 as pkg
+
+    arg = TINY["emb_dim"] if name == "LayerNorm" else TINY
+    torch.manual_seed(123)
+    ours = getattr(nb, name)(arg).eval()
+    torch.manual_seed(123)
+    theirs = getattr(pkg, name)(arg).eval()
+    sd_ours, sd_theirs = ours.state_dict(), theirs.state_dict()
+    assert sd_ours.keys() == sd_theirs.keys()
+    assert all(torch.equal(sd_ours[k], sd_theirs[k]) for k in sd_ours)
+    if name == "GPTModel":
+        x = torch.randint(0, TINY["vocab_size"], (2, 9), generator=torch.Generator().manual_seed(0))
+    else:
+        x = torch.randn(2, 9, TINY["emb_dim"], generator=torch.Generator().manual_seed(0))
+    assert torch.equal(ours(x), theirs(x))
+
+
+def test_notebook_gelu_and_generation_agree(nb):
+    x = torch.linspace(-5, 5, 101)
+    assert torch.equal(nb.GELU()(x), GELU()(x))
+    torch.manual_seed(3)
+    model = GPTModel(TINY).eval()
+    idx = torch.tensor([[1, 2, 3]])
+    assert torch.equal(nb.generate_text_simple(model, idx, 15, 5), generate_text_simple(model, idx, 15, 5))
+
+
+def test_notebook_shortcut_demo_shows_vanishing_gradients(nb):
+    """The chapter's claim: without shortcuts the first layer's gradient is much smaller than with them."""
+    sizes, x, target = [3, 3, 3, 3, 3, 1], torch.tensor([[1.0, 0.0, -1.0]]), torch.tensor([[0.0]])
+    torch.manual_seed(123)
+    without = nb.weight_gradient_magnitudes(nb.ExampleDeepNeuralNetwork(sizes, use_shortcut=False), x, target)
+    torch.manual_seed(123)
+    with_ = nb.weight_gradient_magnitudes(nb.ExampleDeepNeuralNetwork(sizes, use_shortcut=True), x, target)
+    assert without[0] < without[-1] / 10
+    assert with_[0] > 100 * without[0]
+
+
+def test_exercise_separate_dropout_equals_gpt_model_with_equal_rates():
+    ex = load_notebook_definitions(FOLDER / "exercise-solutions.ipynb")
+    rates = {"drop_rate_emb": 0.1, "drop_rate_attn": 0.1, "drop_rate_shortcut": 0.1}
+    sep_cfg = {**{k: v for k, v in TINY.items() if k != "drop_rate"}, **rates}
+    torch.manual_seed(9)
+    ref = GPTModel(TINY).train()
+    sep = ex.GPTModelSeparateDropout(sep_cfg).train()
+    sep.load_state_dict(ref.state_dict())
+    x = torch.randint(0, TINY["vocab_size"], (2, 8), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(4)
+    a = ref(x)
+    torch.manual_seed(4)
+    b = sep(x)
+    assert torch.equal(a, b)  # same weights, same dropout draws
+    odd = ex.GPTModelSeparateDropout({**sep_cfg, "drop_rate_emb": 0.05, "drop_rate_attn": 0.2, "drop_rate_shortcut": 0.3})
+    assert (odd.drop_emb.p, odd.trf_blocks[0].att.dropout.p, odd.trf_blocks[0].drop_shortcut.p) == (0.05, 0.2, 0.3)
+    assert len(odd.trf_blocks) == TINY["n_layers"]
+
+
+def test_gpt_script_runs_end_to_end(capsys):
+    spec = importlib.util.spec_from_file_location("ch04_gpt_script", FOLDER / "gpt.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    text = script.main(["--prompt", "Hello, I am", "--max-new-tokens", "3"])  # quick mode: 2 blocks
+    out = capsys.readouterr().out
+    assert text.startswith("Hello, I am") and len(text) > len("Hello, I am")
+    assert "2 blocks" in out and "output tokens" in out

@@ -95,7 +95,7 @@ class CausalAttention(nn.Module):
 
         attn_scores = queries @ keys.transpose(1, 2)  # (b, num_tokens, num_tokens)
         # -inf above the diagonal becomes exactly 0 after softmax, so the rows still sum to 1
-        attn_scores.masked_fill_(self.mask.bool()[:num_tokens, :num_tokens], -torch.inf)
+        attn_scores.masked_fill_(self.mask[:num_tokens, :num_tokens].bool(), -torch.inf)
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
         attn_weights = self.dropout(attn_weights)
         return attn_weights @ values  # (b, num_tokens, d_out)
@@ -169,7 +169,7 @@ class MultiHeadAttention(nn.Module):
         values = values.transpose(1, 2)
 
         attn_scores = queries @ keys.transpose(2, 3)  # (b, num_heads, num_tokens, num_tokens)
-        mask_bool = self.mask.bool()[:num_tokens, :num_tokens]
+        mask_bool = self.mask[:num_tokens, :num_tokens].bool()
         attn_scores.masked_fill_(mask_bool, -torch.inf)
 
         attn_weights = torch.softmax(attn_scores / keys.shape[-1] ** 0.5, dim=-1)
