@@ -12,6 +12,9 @@ import torch
 from llms_from_scratch.attention_variants import VARIANTS, MHAPyTorchClass
 from llms_from_scratch.ch03 import MultiHeadAttention
 from torch.func import functional_call
+from torch_threads import one_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # d_in, d_out, context_length, num_heads, num_tokens
 SHAPES = [(16, 16, 12, 4, 12), (8, 24, 10, 3, 7)]

@@ -18,6 +18,9 @@ from llms_from_scratch.ch04 import (
     generate_text_simple,
 )
 from notebook_defs import load_notebook_definitions
+from torch_threads import one_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 FOLDER = Path(__file__).resolve().parents[1] / "ch04" / "01_main-chapter-code"
 
