@@ -4,8 +4,6 @@ import csv
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, Subset
-
 from llms_from_scratch.base_model import load_base_gpt
 from llms_from_scratch.ch06 import (
     SpamDataset,
@@ -26,6 +24,7 @@ from llms_from_scratch.ch06 import (
     write_csv,
 )
 from llms_from_scratch.data import gpt2_encoding
+from torch.utils.data import DataLoader, Subset
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-
 from llms_from_scratch.ch07 import (
     ALPACA_PREAMBLE,
     InstructionDataset,
