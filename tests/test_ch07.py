@@ -95,3 +95,35 @@ def test_extract_response():
     assert extract_response(prompt + " Paris. ", prompt) == "Paris."
     with pytest.raises(ValueError, match="start with the prompt"):
         extract_response("something else", prompt)
+
+
+def test_quick_instruction_fine_tuning_lowers_loss_and_answers():
+    """Seeded: 8 steps on 32 entries lower the stand-in's validation loss by at least 1 nat."""
+    from functools import partial
+
+    from torch.utils.data import DataLoader
+
+    from llms_from_scratch.base_model import load_base_gpt
+    from llms_from_scratch.ch05 import calc_loss_loader, train_model_simple
+    from llms_from_scratch.ch07 import generate_responses
+
+    tokenizer = gpt2_encoding()
+    train, val, test = split_instruction_data(load_instruction_data())
+    collate = partial(custom_collate_fn, allowed_max_length=128)
+    torch.manual_seed(123)
+    train_loader = DataLoader(InstructionDataset(train[:32], tokenizer), batch_size=8, shuffle=True,
+                              collate_fn=collate, generator=torch.Generator().manual_seed(123))
+    val_loader = DataLoader(InstructionDataset(val[:16], tokenizer), batch_size=8, collate_fn=collate)
+    model = load_base_gpt(quick=True, verbose=False).model
+    with torch.no_grad():
+        loss_before = calc_loss_loader(val_loader, model, "cpu")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3, weight_decay=0.1)
+    train_model_simple(model, train_loader, val_loader, optimizer, "cpu", num_epochs=2, eval_freq=100,
+                       eval_iter=1, start_context=format_input(val[0]), tokenizer=tokenizer)
+    with torch.no_grad():
+        loss_after = calc_loss_loader(val_loader, model, "cpu")
+    assert loss_after < loss_before - 1.0
+
+    results = generate_responses(model, tokenizer, test[:2], "cpu", max_new_tokens=5, progress=False)
+    assert [r["instruction"] for r in results] == [e["instruction"] for e in test[:2]]
+    assert all(isinstance(r["model_response"], str) for r in results)

@@ -46,7 +46,7 @@ def load_base_gpt(model_size: str = "124M", *, quick: bool | None = None, drop_r
         reason = (f"Quick mode: instead of GPT-2 {model_size} this run uses a small randomly initialised GPT "
                   f"so that it finishes in seconds on a CPU.")
     else:
-        from .gpt2_weights import gpt2_config, load_gpt2_params, load_weights_into_gpt
+        from .ch05 import gpt2_config, load_gpt2_params, load_weights_into_gpt
 
         try:
             params = load_gpt2_params(model_size)
