@@ -131,3 +131,30 @@ def test_load_model_rejects_other_architecture(tmp_path):
     other = load_base_gpt(quick=True, verbose=False).model  # still has the vocabulary head
     with pytest.raises(ValueError, match="convert_to_classifier"):
         load_model(other, path)
+
+
+def test_notebook_definitions_agree_with_package(splits):
+    from pathlib import Path
+
+    import llms_from_scratch.ch06 as pkg
+    from notebook_defs import load_notebook_definitions
+
+    nb = load_notebook_definitions(Path(__file__).parents[1] / "ch06/01_main-chapter-code/ch06.ipynb")
+    rows = pkg.read_sms_spam()
+    assert nb.read_sms_spam(pkg.fetch("sms-spam-collection")) == rows
+    balanced = nb.create_balanced_dataset(rows)
+    assert balanced == pkg.create_balanced_dataset(rows)
+    assert nb.random_split(balanced, 0.7, 0.1) == pkg.random_split(balanced, 0.7, 0.1)
+
+    tokenizer = gpt2_encoding()
+    nb_data = nb.SpamDataset(splits["validation"], tokenizer, max_length=40)
+    pkg_data = pkg.SpamDataset(splits["validation"], tokenizer, max_length=40)
+    assert nb_data.encoded_texts == pkg_data.encoded_texts and nb_data.labels == pkg_data.labels
+
+    loader = DataLoader(pkg_data, batch_size=8)
+    model = convert_to_classifier(load_base_gpt(quick=True, verbose=False).model)
+    assert nb.calc_accuracy_loader(loader, model, "cpu", 3) == pkg.calc_accuracy_loader(loader, model, "cpu", 3)
+    assert nb.calc_loss_loader(loader, model, "cpu", 3) == pytest.approx(pkg.calc_loss_loader(loader, model, "cpu", 3))
+    for text in ("WIN cash now!!! call 0800", "see you at lunch"):
+        assert nb.classify_review(text, model, tokenizer, "cpu", 40) == pkg.classify_review(text, model, tokenizer,
+                                                                                            "cpu", 40)
