@@ -123,3 +123,26 @@ def test_replace_is_recursive_and_idempotent():
     replace_linear_with_lora(model, rank=1, alpha=1)  # wrapped layers are not wrapped again
     assert isinstance(model[0], LinearWithLoRA) and isinstance(model[1][1], LinearWithLoRA)
     assert isinstance(model[0].linear, nn.Linear)
+
+
+def test_notebook_definitions_agree_with_package():
+    from pathlib import Path
+
+    from notebook_defs import load_notebook_definitions
+
+    nb = load_notebook_definitions(Path(__file__).parents[1] / "appendix-E/01_main-chapter-code/appendix-E.ipynb")
+    torch.manual_seed(0)
+    nb_model = nb.replace_linear_with_lora(GPTModel(CFG), rank=4, alpha=8)
+    pkg_model, _ = lora_gpt(rank=4, alpha=8, seed=0)
+    # same modules in the same order, so the same seed gives the same A matrices and the same state dict
+    assert nb_model.state_dict().keys() == pkg_model.state_dict().keys()
+    pkg_model.load_state_dict(nb_model.state_dict())
+    randomize_adapters(nb_model)
+    randomize_adapters(pkg_model)
+    x = torch.randint(0, CFG["vocab_size"], (2, 7))
+    assert torch.equal(nb_model(x), pkg_model(x))
+    torch.manual_seed(5)
+    nb_layer = nb.LoRALayer(6, 5, rank=2, alpha=3)
+    torch.manual_seed(5)
+    pkg_layer = LoRALayer(6, 5, rank=2, alpha=3)
+    assert torch.equal(nb_layer.A, pkg_layer.A) and torch.equal(nb_layer.B, pkg_layer.B)

@@ -126,3 +126,23 @@ def test_quick_instruction_fine_tuning_lowers_loss_and_answers():
     results = generate_responses(model, tokenizer, test[:2], "cpu", max_new_tokens=5, progress=False)
     assert [r["instruction"] for r in results] == [e["instruction"] for e in test[:2]]
     assert all(isinstance(r["model_response"], str) for r in results)
+
+
+def test_notebook_definitions_agree_with_package():
+    from pathlib import Path
+
+    from notebook_defs import load_notebook_definitions
+
+    nb = load_notebook_definitions(Path(__file__).parents[1] / "ch07/01_main-chapter-code/ch07.ipynb")
+    data = load_instruction_data()
+    for entry in data[:50]:
+        assert nb.format_input(entry) == format_input(entry)
+    tokenizer = gpt2_encoding()
+    assert nb.InstructionDataset(data[:20], tokenizer).encoded_texts == InstructionDataset(data[:20],
+                                                                                             tokenizer).encoded_texts
+    batches = [[[0, 1, 2, 3, 4], [5, 6], [7, 8, 9]], [[1, 50256, 2], [3]], [[9] * 12, [8] * 3]]
+    for batch in batches:
+        for kwargs in ({}, {"allowed_max_length": 4}, {"pad_token_id": 0, "ignore_index": -1}):
+            expected = custom_collate_fn(batch, **kwargs)
+            got = nb.custom_collate_fn(batch, **kwargs)
+            assert all(torch.equal(a, b) for a, b in zip(got, expected))
