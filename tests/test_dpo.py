@@ -102,3 +102,22 @@ def test_training_raises_margin_and_keeps_reference_frozen():
     assert not reference.training
     for key, value in reference.state_dict().items():
         assert torch.equal(value, reference_before[key])
+
+
+def test_notebook_definitions_agree_with_package():
+    from pathlib import Path
+
+    from notebook_defs import load_notebook_definitions
+
+    nb = load_notebook_definitions(
+        Path(__file__).parents[1] / "ch07/04_preference-tuning-with-dpo/dpo-from-scratch.ipynb")
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 6, 11, generator=generator)
+    labels = torch.randint(0, 11, (3, 6), generator=generator)
+    mask = torch.rand(3, 6, generator=generator) > 0.3
+    mask[:, -1] = True
+    torch.testing.assert_close(nb.compute_logprobs(logits, labels, mask), compute_logprobs(logits, labels, mask))
+    torch.testing.assert_close(nb.compute_logprobs(logits, labels), compute_logprobs(logits, labels))
+    args = [torch.randn(4, generator=generator) for _ in range(4)]
+    for got, expected in zip(nb.compute_dpo_loss(*args, beta=0.3), compute_dpo_loss(*args, beta=0.3)):
+        torch.testing.assert_close(got, expected)
