@@ -344,3 +344,72 @@ def load_model(model: nn.Module, path: str | Path, device="cpu") -> nn.Module:
         )
     model.load_state_dict(state)
     return model.to(device)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The whole recipe in one call (used by the CLI and the layer-choice script)
+# ---------------------------------------------------------------------------------------------------------------
+
+def finetune_spam_classifier(
+    out_dir: str | Path, model_size: str = "124M", trainable: str = "last_block", num_epochs: int = 5,
+    lr: float | None = None, batch_size: int = 8, lora_rank: int = 16, lora_alpha: float = 16,
+    train_examples: int | None = None, seed: int = 123, quick: bool | None = None, verbose: bool = True,
+) -> dict:
+    """Prepare the split in ``out_dir``, fine-tune, save, and return the accuracies and settings as a dict.
+
+    ``trainable`` takes :func:`convert_to_classifier`'s choices or ``"lora"`` (appendix E: the model frozen, every
+    linear layer wrapped with rank ``lora_rank``). ``lr=None`` picks 5e-5 for real GPT-2 weights and 1e-3 for the
+    random stand-in. ``train_examples`` limits the training set (for quick runs).
+    """
+    import time
+
+    from torch.utils.data import Subset
+
+    from .appendix_e import replace_linear_with_lora, save_lora_adapters
+    from .base_model import load_base_gpt
+    from .data import gpt2_encoding
+
+    out_dir = Path(out_dir)
+    tokenizer = gpt2_encoding()
+    paths = prepare_spam_splits(out_dir / "data", seed=seed)
+    torch.manual_seed(seed)
+    train_loader, val_loader, test_loader = create_spam_loaders(paths, tokenizer, batch_size=batch_size, seed=seed)
+    if train_examples is not None:
+        subset = Subset(train_loader.dataset, range(min(train_examples, len(train_loader.dataset))))
+        train_loader = DataLoader(subset, batch_size=batch_size, shuffle=True, drop_last=True,
+                                  generator=torch.Generator().manual_seed(seed))
+    base = load_base_gpt(model_size, quick=quick, seed=seed, verbose=verbose)
+    model = base.model
+    if trainable == "lora":
+        convert_to_classifier(model, trainable="all")
+        model.requires_grad_(False)
+        torch.manual_seed(seed)
+        replace_linear_with_lora(model, rank=lora_rank, alpha=lora_alpha)
+    else:
+        convert_to_classifier(model, trainable=trainable)
+    if lr is None:
+        lr = 5e-5 if base.pretrained else 1e-3
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.1)
+    start = time.perf_counter()
+    train_classifier_simple(model, train_loader, val_loader, optimizer, "cpu", num_epochs=num_epochs, eval_freq=50,
+                            eval_iter=5, verbose=verbose)
+    seconds = time.perf_counter() - start
+    results = {
+        "model": f"GPT-2 {model_size}" if base.pretrained else "random stand-in (see note)",
+        "note": base.note,
+        "trainable": trainable,
+        "trainable_parameters": count_trainable(model),
+        "epochs": num_epochs,
+        "lr": lr,
+        "train_examples": len(train_loader.dataset),
+        "train_accuracy": calc_accuracy_loader(train_loader, model, "cpu"),
+        "val_accuracy": calc_accuracy_loader(val_loader, model, "cpu"),
+        "test_accuracy": calc_accuracy_loader(test_loader, model, "cpu"),
+        "train_seconds": seconds,
+    }
+    if trainable == "lora":
+        results["saved"] = str(save_lora_adapters(model, out_dir / "classifier-lora-adapters.safetensors"))
+    else:
+        results["saved"] = str(save_model(model, out_dir / "classifier.safetensors"))
+    return results

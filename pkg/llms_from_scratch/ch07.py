@@ -213,3 +213,70 @@ def save_json(data: Any, path: str | Path) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def finetune_instruction_model(
+    out_dir: str | Path, model_size: str = "355M", num_epochs: int = 2, lr: float | None = None,
+    batch_size: int = 8, train_examples: int | None = None, test_examples: int | None = None,
+    prompt_style: str = "alpaca", mask_instruction: bool = False, lora_rank: int | None = None,
+    max_new_tokens: int = 256, seed: int = 123, quick: bool | None = None, verbose: bool = True,
+) -> dict:
+    """Chapter 7 end to end: fine-tune, answer the test set, save responses (JSON) and weights in ``out_dir``.
+
+    ``lr=None`` picks 5e-5 for real GPT-2 weights and 5e-3 for the random stand-in. With ``lora_rank`` the model
+    is frozen and only LoRA adapters train (and only they are saved).
+    """
+    import time
+
+    from .appendix_e import replace_linear_with_lora, save_lora_adapters
+    from .base_model import load_base_gpt
+    from .ch05 import calc_loss_loader, train_model_simple
+    from .ch06 import save_model
+    from .data import gpt2_encoding
+
+    out_dir = Path(out_dir)
+    tokenizer = gpt2_encoding()
+    train_data, val_data, test_data = split_instruction_data(load_instruction_data())
+    train_data = train_data[:train_examples] if train_examples is not None else train_data
+    test_data = test_data[:test_examples] if test_examples is not None else test_data
+    base = load_base_gpt(model_size, quick=quick, seed=seed, verbose=verbose)
+    model = base.model
+    if lora_rank is not None:
+        model.requires_grad_(False)
+        torch.manual_seed(seed)
+        replace_linear_with_lora(model, rank=lora_rank, alpha=lora_rank)
+    train_loader, val_loader, _ = create_instruction_loaders(
+        train_data, val_data, test_data, tokenizer, batch_size=batch_size,
+        allowed_max_length=base.config["context_length"], prompt_style=prompt_style,
+        mask_instruction=mask_instruction, seed=seed)
+    if lr is None:
+        lr = 5e-5 if base.pretrained else 5e-3
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.1)
+    with torch.no_grad():
+        val_loss_before = calc_loss_loader(val_loader, model, "cpu")
+    start = time.perf_counter()
+    train_model_simple(model, train_loader, val_loader, optimizer, "cpu", num_epochs=num_epochs, eval_freq=50,
+                       eval_iter=5, start_context=format_prompt(val_data[0], prompt_style), tokenizer=tokenizer)
+    seconds = time.perf_counter() - start
+    with torch.no_grad():
+        val_loss_after = calc_loss_loader(val_loader, model, "cpu")
+    responses = generate_responses(model, tokenizer, test_data, "cpu", max_new_tokens=max_new_tokens,
+                                   prompt_style=prompt_style, progress=verbose)
+    responses_path = save_json(responses, out_dir / "instruction-data-with-response.json")
+    if lora_rank is not None:
+        weights_path = save_lora_adapters(model, out_dir / "instruct-lora-adapters.safetensors")
+    else:
+        weights_path = save_model(model, out_dir / "instruct.safetensors")
+    return {
+        "model": f"GPT-2 {model_size}" if base.pretrained else "random stand-in (see note)",
+        "note": base.note,
+        "epochs": num_epochs,
+        "lr": lr,
+        "train_examples": len(train_data),
+        "val_loss_before": val_loss_before,
+        "val_loss_after": val_loss_after,
+        "train_seconds": seconds,
+        "responses": str(responses_path),
+        "saved": str(weights_path),
+    }
