@@ -54,3 +54,13 @@ def test_evaluate_reports_unreachable_judge_and_bad_files(tmp_path, capsys):
     bad.write_text(json.dumps([{"output": "x"}]))
     assert main(["evaluate", str(bad), "--no-judge"]) == 2
     assert "--response-key" in capsys.readouterr().err
+
+
+def test_finetune_commands_reject_bad_counts(tmp_path):
+    import pytest
+
+    for command in ("finetune-classifier", "finetune-instruct"):
+        with pytest.raises(SystemExit, match="at least 1"):
+            main([command, "--epochs", "0", "--out", str(tmp_path)])
+        with pytest.raises(SystemExit, match="at least the batch size"):
+            main([command, "--train-examples", "4", "--out", str(tmp_path)])
