@@ -354,12 +354,14 @@ def finetune_spam_classifier(
     out_dir: str | Path, model_size: str = "124M", trainable: str = "last_block", num_epochs: int = 5,
     lr: float | None = None, batch_size: int = 8, lora_rank: int = 16, lora_alpha: float = 16,
     train_examples: int | None = None, seed: int = 123, quick: bool | None = None, verbose: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict:
     """Prepare the split in ``out_dir``, fine-tune, save, and return the accuracies and settings as a dict.
 
     ``trainable`` takes :func:`convert_to_classifier`'s choices or ``"lora"`` (appendix E: the model frozen, every
     linear layer wrapped with rank ``lora_rank``). ``lr=None`` picks 5e-5 for real GPT-2 weights and 1e-3 for the
-    random stand-in. ``train_examples`` limits the training set (for quick runs).
+    random stand-in. ``train_examples`` limits the training set (for quick runs). ``device=None`` picks CUDA, MPS
+    or the CPU.
     """
     import time
 
@@ -368,7 +370,9 @@ def finetune_spam_classifier(
     from .appendix_e import replace_linear_with_lora, save_lora_adapters
     from .base_model import load_base_gpt
     from .data import gpt2_encoding
+    from .device import pick_device
 
+    device = pick_device(verbose=verbose)[0] if device is None else torch.device(device)
     out_dir = Path(out_dir)
     tokenizer = gpt2_encoding()
     paths = prepare_spam_splits(out_dir / "data", seed=seed)
@@ -387,12 +391,13 @@ def finetune_spam_classifier(
         replace_linear_with_lora(model, rank=lora_rank, alpha=lora_alpha)
     else:
         convert_to_classifier(model, trainable=trainable)
+    model.to(device)
     if lr is None:
         lr = 5e-5 if base.pretrained else 1e-3
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.1)
     start = time.perf_counter()
-    train_classifier_simple(model, train_loader, val_loader, optimizer, "cpu", num_epochs=num_epochs, eval_freq=50,
+    train_classifier_simple(model, train_loader, val_loader, optimizer, device, num_epochs=num_epochs, eval_freq=50,
                             eval_iter=5, verbose=verbose)
     seconds = time.perf_counter() - start
     results = {
@@ -403,9 +408,9 @@ def finetune_spam_classifier(
         "epochs": num_epochs,
         "lr": lr,
         "train_examples": len(train_loader.dataset),
-        "train_accuracy": calc_accuracy_loader(train_loader, model, "cpu"),
-        "val_accuracy": calc_accuracy_loader(val_loader, model, "cpu"),
-        "test_accuracy": calc_accuracy_loader(test_loader, model, "cpu"),
+        "train_accuracy": calc_accuracy_loader(train_loader, model, device),
+        "val_accuracy": calc_accuracy_loader(val_loader, model, device),
+        "test_accuracy": calc_accuracy_loader(test_loader, model, device),
         "train_seconds": seconds,
     }
     if trainable == "lora":

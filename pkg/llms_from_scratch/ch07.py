@@ -220,11 +220,12 @@ def finetune_instruction_model(
     batch_size: int = 8, train_examples: int | None = None, test_examples: int | None = None,
     prompt_style: str = "alpaca", mask_instruction: bool = False, lora_rank: int | None = None,
     max_new_tokens: int = 256, seed: int = 123, quick: bool | None = None, verbose: bool = True,
+    device: str | torch.device | None = None,
 ) -> dict:
     """Chapter 7 end to end: fine-tune, answer the test set, save responses (JSON) and weights in ``out_dir``.
 
     ``lr=None`` picks 5e-5 for real GPT-2 weights and 5e-3 for the random stand-in. With ``lora_rank`` the model
-    is frozen and only LoRA adapters train (and only they are saved).
+    is frozen and only LoRA adapters train (and only they are saved). ``device=None`` picks CUDA, MPS or the CPU.
     """
     import time
 
@@ -233,7 +234,9 @@ def finetune_instruction_model(
     from .ch05 import calc_loss_loader, train_model_simple
     from .ch06 import save_model
     from .data import gpt2_encoding
+    from .device import pick_device
 
+    device = pick_device(verbose=verbose)[0] if device is None else torch.device(device)
     out_dir = Path(out_dir)
     tokenizer = gpt2_encoding()
     train_data, val_data, test_data = split_instruction_data(load_instruction_data())
@@ -245,8 +248,9 @@ def finetune_instruction_model(
         model.requires_grad_(False)
         torch.manual_seed(seed)
         replace_linear_with_lora(model, rank=lora_rank, alpha=lora_rank)
+    model.to(device)
     train_loader, val_loader, _ = create_instruction_loaders(
-        train_data, val_data, test_data, tokenizer, batch_size=batch_size,
+        train_data, val_data, test_data, tokenizer, batch_size=batch_size, device=device,
         allowed_max_length=base.config["context_length"], prompt_style=prompt_style,
         mask_instruction=mask_instruction, seed=seed)
     if lr is None:
@@ -254,14 +258,14 @@ def finetune_instruction_model(
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.1)
     with torch.no_grad():
-        val_loss_before = calc_loss_loader(val_loader, model, "cpu")
+        val_loss_before = calc_loss_loader(val_loader, model, device)
     start = time.perf_counter()
-    train_model_simple(model, train_loader, val_loader, optimizer, "cpu", num_epochs=num_epochs, eval_freq=50,
+    train_model_simple(model, train_loader, val_loader, optimizer, device, num_epochs=num_epochs, eval_freq=50,
                        eval_iter=5, start_context=format_prompt(val_data[0], prompt_style), tokenizer=tokenizer)
     seconds = time.perf_counter() - start
     with torch.no_grad():
-        val_loss_after = calc_loss_loader(val_loader, model, "cpu")
-    responses = generate_responses(model, tokenizer, test_data, "cpu", max_new_tokens=max_new_tokens,
+        val_loss_after = calc_loss_loader(val_loader, model, device)
+    responses = generate_responses(model, tokenizer, test_data, device, max_new_tokens=max_new_tokens,
                                    prompt_style=prompt_style, progress=verbose)
     responses_path = save_json(responses, out_dir / "instruction-data-with-response.json")
     if lora_rank is not None:
