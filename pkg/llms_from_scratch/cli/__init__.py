@@ -16,6 +16,9 @@ from .. import __version__
 COMMANDS = (
     "env",
     "data",
+    "finetune-classifier",
+    "finetune-instruct",
+    "evaluate",
 )
 
 

@@ -1,0 +1,66 @@
+"""The chapter 6/7 commands: finetune-classifier, finetune-instruct and evaluate, run in quick mode."""
+
+import json
+import socket
+
+from llms_from_scratch.cli import main
+from llms_from_scratch.evaluation import start_rouge_judge_server
+
+
+def test_finetune_classifier_quick_with_lora(tmp_path, capsys):
+    assert main(["finetune-classifier", "--quick", "--trainable", "lora", "--lora-rank", "4", "--epochs", "1",
+                 "--train-examples", "80", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    results = json.loads(out[out.rindex("\n{") + 1:])
+    assert results["trainable"] == "lora" and results["train_examples"] == 80
+    assert 0.0 <= results["test_accuracy"] <= 1.0
+    assert (tmp_path / "classifier-lora-adapters.safetensors").is_file()
+    assert (tmp_path / "data" / "test.csv").is_file()
+
+
+def test_finetune_instruct_then_evaluate(tmp_path, capsys):
+    assert main(["finetune-instruct", "--quick", "--epochs", "1", "--train-examples", "16", "--test-examples", "2",
+                 "--max-new-tokens", "3", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out[out.rindex("\n{") + 1:])
+    assert summary["val_loss_after"] < summary["val_loss_before"]
+    responses = tmp_path / "instruction-data-with-response.json"
+    entries = json.loads(responses.read_text(encoding="utf-8"))
+    assert len(entries) == 2 and all("model_response" in e for e in entries)
+
+    assert main(["evaluate", str(responses), "--no-judge"]) == 0
+    assert "ROUGE-L (mean over 2 responses)" in capsys.readouterr().out
+
+    server, url = start_rouge_judge_server()
+    try:
+        assert main(["evaluate", str(responses), "--judge-url", url, "--judge-model", "stand-in"]) == 0
+        assert "judge 'stand-in': average score" in capsys.readouterr().out
+    finally:
+        server.shutdown()
+
+
+def test_evaluate_reports_unreachable_judge_and_bad_files(tmp_path, capsys):
+    responses = tmp_path / "r.json"
+    responses.write_text(json.dumps([{"instruction": "i", "input": "", "output": "yes", "model_response": "yes"}]))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["evaluate", str(responses), "--judge-url", f"http://127.0.0.1:{port}", "--retries", "0"]) == 1
+    captured = capsys.readouterr()
+    assert "exact match (1 references of at most 5 words): 1.0000" in captured.out
+    assert "nothing is listening" in captured.err
+
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"output": "x"}]))
+    assert main(["evaluate", str(bad), "--no-judge"]) == 2
+    assert "--response-key" in capsys.readouterr().err
+
+
+def test_finetune_commands_reject_bad_counts(tmp_path):
+    import pytest
+
+    for command in ("finetune-classifier", "finetune-instruct"):
+        with pytest.raises(SystemExit, match="at least 1"):
+            main([command, "--epochs", "0", "--out", str(tmp_path)])
+        with pytest.raises(SystemExit, match="at least the batch size"):
+            main([command, "--train-examples", "4", "--out", str(tmp_path)])

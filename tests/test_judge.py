@@ -1,0 +1,181 @@
+"""The LLM-judge client against real HTTP servers on 127.0.0.1, and the judge-free metrics by hand."""
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from llms_from_scratch.evaluation import (
+    JudgeClient,
+    JudgeConnectionError,
+    JudgeResponseError,
+    JudgeTimeoutError,
+    chat_completions_url,
+    exact_match,
+    generate_model_scores,
+    judge_free_metrics,
+    judge_prompt,
+    lcs_length,
+    parse_score,
+    rouge_l,
+    start_rouge_judge_server,
+)
+
+
+def completion(content):
+    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+
+
+class ScriptedServer:
+    """A real HTTP server whose replies follow a script: one (status, body, delay) per request, the last repeats."""
+
+    def __init__(self, script):
+        self.script, self.requests = list(script), []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((self.path, json.loads(body), dict(self.headers)))
+                status, reply, delay = outer.script[min(len(outer.requests), len(outer.script)) - 1]
+                time.sleep(delay)
+                data = reply if isinstance(reply, bytes) else json.dumps(reply).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(*script):
+        servers.append(ScriptedServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_chat_sends_openai_request_and_returns_content(serve):
+    server = serve((200, completion("87"), 0))
+    client = JudgeClient(url=server.url, model="judge-model", api_key="secret", retries=0)
+    assert client.ask("Score this.") == "87"
+    path, payload, headers = server.requests[0]
+    assert path == "/v1/chat/completions"
+    assert payload["model"] == "judge-model" and payload["temperature"] == 0.0
+    assert payload["messages"] == [{"role": "user", "content": "Score this."}]
+    assert headers["Authorization"] == "Bearer secret"
+
+
+def test_server_errors_are_retried(serve):
+    server = serve((500, b"overloaded", 0), (503, b"busy", 0), (200, completion("ok"), 0))
+    client = JudgeClient(url=server.url, retries=2, backoff=0.01)
+    assert client.ask("hi") == "ok"
+    assert len(server.requests) == 3
+
+
+def test_retries_run_out_with_the_last_error(serve):
+    server = serve((500, b"overloaded", 0))
+    with pytest.raises(JudgeResponseError, match="HTTP 500.*overloaded"):
+        JudgeClient(url=server.url, retries=1, backoff=0.01).ask("hi")
+    assert len(server.requests) == 2
+
+
+def test_client_errors_are_not_retried_and_name_the_model(serve):
+    server = serve((404, {"error": "model 'nope' not found"}, 0))
+    with pytest.raises(JudgeResponseError, match="(?s)HTTP 404.*model name 'nope'"):
+        JudgeClient(url=server.url, model="nope", retries=3, backoff=0.01).ask("hi")
+    assert len(server.requests) == 1
+
+
+def test_timeout_gives_clear_error(serve):
+    server = serve((200, completion("late"), 1.0))
+    start = time.perf_counter()
+    with pytest.raises(JudgeTimeoutError, match=r"did not answer within 0.2 s \(2 attempt"):
+        JudgeClient(url=server.url, timeout=0.2, retries=1, backoff=0.01).ask("hi")
+    assert time.perf_counter() - start < 1.5  # it gave up instead of waiting for the answer
+    assert len(server.requests) == 2
+
+
+def test_connection_refused_says_nothing_is_listening():
+    with socket.socket() as s:  # find a free port, then close it so nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(JudgeConnectionError, match=rf"nothing is listening at http://127.0.0.1:{port}/v1/chat") as e:
+        JudgeClient(url=f"http://127.0.0.1:{port}", retries=1, backoff=0.01).ask("hi")
+    assert "ollama serve" in str(e.value) and "LLMS_JUDGE_URL" in str(e.value)
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"<html>not json</html>", "did not answer with JSON"),
+    ({"choices": []}, "no choices"),
+    ({"result": "87"}, "no choices"),
+    ({"choices": [{"message": {"content": None}}]}, "not text"),
+])
+def test_malformed_replies(serve, body, message):
+    server = serve((200, body, 0))
+    with pytest.raises(JudgeResponseError, match=message):
+        JudgeClient(url=server.url, retries=0).ask("hi")
+
+
+def test_url_forms():
+    assert chat_completions_url("http://h:1") == "http://h:1/v1/chat/completions"
+    assert chat_completions_url("http://h:1/v1/") == "http://h:1/v1/chat/completions"
+    assert chat_completions_url("http://h:1/v1/chat/completions") == "http://h:1/v1/chat/completions"
+    with pytest.raises(ValueError, match="http://"):
+        chat_completions_url("localhost:11434")
+
+
+def test_parse_score():
+    assert parse_score("85") == 85
+    assert parse_score("Score: 250? No: 90.") == 90
+    with pytest.raises(JudgeResponseError, match="no score"):
+        parse_score("excellent")
+
+
+def test_rouge_l_and_exact_match_by_hand():
+    assert lcs_length("abcbdab", "bdcaba") == 4
+    # LCS of the words is "the cat on the mat" (5 words); precision = recall = 5/6
+    assert rouge_l("The cat sat on the mat.", "the cat is on the mat") == pytest.approx(5 / 6)
+    assert rouge_l("a b", "c d") == 0.0
+    assert rouge_l("", "") == 1.0 and rouge_l("x", "") == 0.0
+    # precision 2/2, recall 2/4 -> F1 = 2 * 1 * 0.5 / 1.5
+    assert rouge_l("big dog", "the big brown dog") == pytest.approx(2 / 3)
+    assert exact_match("The Pacific Ocean.", "pacific ocean")
+    assert not exact_match("Atlantic", "Pacific")
+
+
+def test_end_to_end_scoring_through_the_stand_in_server():
+    server, url = start_rouge_judge_server()
+    try:
+        entries = [
+            {"instruction": "Name the largest ocean.", "input": "", "output": "The Pacific Ocean.",
+             "model_response": "The Pacific Ocean."},
+            {"instruction": "Opposite of hot?", "input": "", "output": "Cold.", "model_response": "Warm."},
+        ]
+        scores = generate_model_scores(entries, JudgeClient(url=url, retries=0), progress=False)
+        assert scores == [100, 0]
+        assert "Reference answer:\nCold." in judge_prompt(entries[1])
+        metrics = judge_free_metrics(entries)
+        assert metrics == {"rouge_l": 0.5, "exact_match": 0.5, "n": 2, "n_short": 2}
+    finally:
+        server.shutdown()
