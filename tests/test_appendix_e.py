@@ -3,6 +3,7 @@
 import pytest
 import torch
 import torch.nn as nn
+
 from llms_from_scratch.appendix_e import (
     LinearWithLoRA,
     LoRALayer,

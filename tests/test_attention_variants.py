@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from llms_from_scratch.attention_variants import VARIANTS, MHAPyTorchClass
-from llms_from_scratch.ch03 import MultiHeadAttention
 from torch.func import functional_call
 from torch_threads import one_thread  # noqa: F401  (fixture)
+
+from llms_from_scratch.attention_variants import VARIANTS, MHAPyTorchClass
+from llms_from_scratch.ch03 import MultiHeadAttention
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,9 +8,10 @@ import pytest
 import tiktoken
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from notebook_defs import load_notebook_definitions
+
 from llms_from_scratch.bpe import END_OF_TEXT, GPT2_SPLIT_PATTERN, BPETokenizer, bytes_to_unicode
 from llms_from_scratch.data import fetch, gpt2_encoding, read_text
-from notebook_defs import load_notebook_definitions
 
 BONUS = Path(__file__).resolve().parents[1] / "ch02" / "05_bpe-from-scratch"
 HYPOTHESIS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from notebook_defs import load_notebook_definitions
+
 from llms_from_scratch.ch02 import (
     END_OF_TEXT,
     UNK_TOKEN,
@@ -15,7 +17,6 @@ from llms_from_scratch.ch02 import (
     tokenize,
 )
 from llms_from_scratch.data import gpt2_encoding, read_text
-from notebook_defs import load_notebook_definitions
 
 CHAPTER = Path(__file__).resolve().parents[1] / "ch02" / "01_main-chapter-code"
 

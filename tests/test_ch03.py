@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from llms_from_scratch import ch03
 from notebook_defs import load_notebook_definitions
+
+from llms_from_scratch import ch03
 
 FOLDER = Path(__file__).resolve().parents[1] / "ch03" / "01_main-chapter-code"
 NOTEBOOK = FOLDER / "ch03.ipynb"

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+from notebook_defs import load_notebook_definitions
+from torch_threads import one_thread  # noqa: F401  (fixture)
+
 from llms_from_scratch.ch04 import (
     GELU,
     GPT_CONFIG_124M,
@@ -17,8 +20,6 @@ from llms_from_scratch.ch04 import (
     TransformerBlock,
     generate_text_simple,
 )
-from notebook_defs import load_notebook_definitions
-from torch_threads import one_thread  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -4,6 +4,8 @@ import csv
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, Subset
+
 from llms_from_scratch.base_model import load_base_gpt
 from llms_from_scratch.ch06 import (
     SpamDataset,
@@ -24,7 +26,6 @@ from llms_from_scratch.ch06 import (
     write_csv,
 )
 from llms_from_scratch.data import gpt2_encoding
-from torch.utils.data import DataLoader, Subset
 
 
 @pytest.fixture(scope="module")
@@ -136,8 +137,9 @@ def test_load_model_rejects_other_architecture(tmp_path):
 def test_notebook_definitions_agree_with_package(splits):
     from pathlib import Path
 
-    import llms_from_scratch.ch06 as pkg
     from notebook_defs import load_notebook_definitions
+
+    import llms_from_scratch.ch06 as pkg
 
     nb = load_notebook_definitions(Path(__file__).parents[1] / "ch06/01_main-chapter-code/ch06.ipynb")
     rows = pkg.read_sms_spam()

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from llms_from_scratch.ch07 import (
     ALPACA_PREAMBLE,
     InstructionDataset,
@@ -101,10 +102,11 @@ def test_quick_instruction_fine_tuning_lowers_loss_and_answers():
     """Seeded: 8 steps on 32 entries lower the stand-in's validation loss by at least 1 nat."""
     from functools import partial
 
+    from torch.utils.data import DataLoader
+
     from llms_from_scratch.base_model import load_base_gpt
     from llms_from_scratch.ch05 import calc_loss_loader, train_model_simple
     from llms_from_scratch.ch07 import generate_responses
-    from torch.utils.data import DataLoader
 
     tokenizer = gpt2_encoding()
     train, val, test = split_instruction_data(load_instruction_data())

@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+
 from llms_from_scratch.ch04 import GPTModel
 from llms_from_scratch.data import gpt2_encoding
 from llms_from_scratch.dpo import (

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from notebook_defs import load_notebook_definitions
+from torch.utils.flop_counter import FlopCounterMode
+
 from llms_from_scratch.ch04 import GPTModel
 from llms_from_scratch.flops import (
     GPT2_SIZES,
@@ -16,8 +19,6 @@ from llms_from_scratch.flops import (
     six_n_t,
     training_flops_per_step,
 )
-from notebook_defs import load_notebook_definitions
-from torch.utils.flop_counter import FlopCounterMode
 
 TINY = {"vocab_size": 101, "context_length": 16, "emb_dim": 24, "n_heads": 3, "n_layers": 2, "drop_rate": 0.0,
         "qkv_bias": False}

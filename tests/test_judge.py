@@ -7,6 +7,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from llms_from_scratch.evaluation import (
     JudgeClient,
     JudgeConnectionError,

@@ -13,7 +13,7 @@ def test_check_env_script_passes_here():
     result = subprocess.run([sys.executable, str(SCRIPT), "--test"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert f"[OK  ] torch" in out and torch.__version__ in out
+    assert "[OK  ] torch" in out and torch.__version__ in out
     assert f"Python: {sys.version.split()[0]}" in out
     assert "Device: " in out
     assert out.rstrip().endswith("All checks passed.")

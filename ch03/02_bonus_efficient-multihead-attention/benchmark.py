@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 import torch
+
 from llms_from_scratch.attention_variants import VARIANTS
 from llms_from_scratch.ch03 import MultiHeadAttention
 

@@ -14,6 +14,7 @@ import argparse
 
 import tiktoken
 import torch
+
 from llms_from_scratch.ch04 import GPT_CONFIG_124M, GPTModel, generate_text_simple
 from llms_from_scratch.settings import pick, quick_mode
 
