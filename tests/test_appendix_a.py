@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from llms_from_scratch.appendix_a import (
     NeuralNetwork,
     ToyDataset,
