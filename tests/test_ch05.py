@@ -26,10 +26,10 @@ def nb():
 
 
 def _tiny_loaders(seed=123):
-    text = read_text("the-verdict")[:3000]
+    text = read_text("the-verdict")[:1500]
     torch.manual_seed(seed)
-    train = create_dataloader_v1(text[:2700], batch_size=2, max_length=16, stride=16, shuffle=True, drop_last=True)
-    val = create_dataloader_v1(text[2700:], batch_size=2, max_length=16, stride=16, shuffle=False, drop_last=False)
+    train = create_dataloader_v1(text[:1300], batch_size=2, max_length=16, stride=16, shuffle=True, drop_last=True)
+    val = create_dataloader_v1(text[1300:], batch_size=2, max_length=16, stride=16, shuffle=False, drop_last=False)
     return train, val
 
 
