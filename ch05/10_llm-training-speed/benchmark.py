@@ -15,7 +15,6 @@ import statistics
 import time
 
 import torch
-
 from llms_from_scratch.ch04 import GPTModel
 from llms_from_scratch.gpt2_weights import load_weights_into_gpt
 
@@ -34,10 +33,15 @@ def build(case: str, device: torch.device):
         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
     )).to(device)
     if case.startswith("hf"):
-        model, forward = hf, (lambda m, x: m(x).logits)
+        model = hf
+
+        def forward(m, x):
+            return m(x).logits
     else:
         model = load_weights_into_gpt(GPTModel(CFG), hf.state_dict()).to(device)
-        forward = (lambda m, x: m(x))
+
+        def forward(m, x):
+            return m(x)
     fused = case in ("ours-fused", "ours-all")
     optimizer = torch.optim.AdamW(model.parameters(), lr=4e-4, weight_decay=0.1, fused=fused)
     bf16 = case.endswith("bf16") or case == "ours-all"
@@ -76,7 +80,7 @@ def main() -> None:
     x = torch.randint(0, CFG["vocab_size"], (args.batch_size, CFG["context_length"]), generator=g).to(device)
     y = torch.randint(0, CFG["vocab_size"], (args.batch_size, CFG["context_length"]), generator=g).to(device)
     steps = {case: build(case, device) for case in args.cases}
-    for case, step in steps.items():
+    for step in steps.values():
         for _ in range(args.warmup):
             step(x, y)
     rates: dict[str, list[float]] = {case: [] for case in args.cases}
