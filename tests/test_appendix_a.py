@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import torch
+
 from llms_from_scratch.appendix_a import (
     NeuralNetwork,
     ToyDataset,
@@ -68,8 +69,9 @@ def test_ddp_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
 
 
 def test_notebook_definitions_match_package():
-    from llms_from_scratch import appendix_a
     from notebook_defs import load_notebook_definitions
+
+    from llms_from_scratch import appendix_a
 
     nb = load_notebook_definitions(SCRIPT.parent / "code-part1.ipynb")
     torch.manual_seed(123)

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from notebook_defs import load_notebook_definitions
+
 from llms_from_scratch import appendix_d
 from llms_from_scratch.ch02 import create_dataloader_v1
 from llms_from_scratch.ch04 import GPTModel
 from llms_from_scratch.data import gpt2_encoding, read_text
-from notebook_defs import load_notebook_definitions
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "appendix-D" / "01_main-chapter-code" / "appendix-D.ipynb"
 TINY = {"vocab_size": 50257, "context_length": 16, "emb_dim": 32, "n_heads": 2, "n_layers": 1, "drop_rate": 0.1,

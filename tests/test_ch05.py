@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from notebook_defs import load_notebook_definitions
+
 from llms_from_scratch import ch05
 from llms_from_scratch.ch02 import create_dataloader_v1
 from llms_from_scratch.ch04 import GPTModel
 from llms_from_scratch.data import gpt2_encoding, read_text
-from notebook_defs import load_notebook_definitions
 
 CHAPTER = Path(__file__).resolve().parents[1] / "ch05" / "01_main-chapter-code"
 REFERENCE = json.loads((CHAPTER / "reference-losses.json").read_text())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llms_from_scratch.ch04 import GPTModel, generate_text_simple
 from llms_from_scratch.ch05 import generate
 

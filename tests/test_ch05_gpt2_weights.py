@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+
 from llms_from_scratch.ch04 import GPTModel
 from llms_from_scratch.ch05 import (
     CheckpointMismatchError,
@@ -15,7 +17,6 @@ from llms_from_scratch.ch05 import (
     save_checkpoint,
 )
 from llms_from_scratch.data import get_asset
-from safetensors.torch import load_file, save_file
 
 transformers = pytest.importorskip("transformers")
 

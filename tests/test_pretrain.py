@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from llms_from_scratch.cli import main
 from llms_from_scratch.data import gpt2_encoding, read_text
 from llms_from_scratch.pretrain import PretrainArgs, pretrain

@@ -17,6 +17,8 @@ the gradients of all processes, so every copy takes the same step. Only rank 0 p
 import argparse
 
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
 from llms_from_scratch.appendix_a import (
     NeuralNetwork,
     ToyDataset,
@@ -28,7 +30,6 @@ from llms_from_scratch.appendix_a import (
     train_epochs,
 )
 from llms_from_scratch.checkpoints import save_checkpoint
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 
 def main(args: argparse.Namespace) -> None:

@@ -15,6 +15,7 @@ import statistics
 import time
 
 import torch
+
 from llms_from_scratch.ch04 import GPTModel
 from llms_from_scratch.gpt2_weights import load_weights_into_gpt
 
