@@ -74,3 +74,12 @@ def test_cli_pretrain_then_generate(corpus, tmp_path, capsys):
                  "--max-new-tokens", "4", "--temperature", "1.0", "--top-k", "5", "--top-p", "0.9"]) == 0
     assert capsys.readouterr().out.startswith("Every effort")
     assert main(["generate", "--checkpoint", str(tmp_path / "missing.pth"), "--prompt", "x"]) == 1
+
+
+def test_bf16_autocast_and_gradient_accumulation_run_on_cpu(corpus, tmp_path):
+    result = pretrain(PretrainArgs(data=str(corpus), out_dir=str(tmp_path), steps=2, precision="bf16",
+                                   **{**TINY, "batch_size": 1}, grad_accum_steps=2))
+    assert result["tokens_seen"] == 2 * 2 * 1 * 32  # steps x micro-batches x batch x context
+    assert all(np.isfinite(result["history"]["train_loss"]))
+    with pytest.raises(ValueError, match="exactly one of steps or epochs"):
+        pretrain(PretrainArgs(data=str(corpus), out_dir=str(tmp_path / "x"), steps=2, epochs=1.0, **TINY))
