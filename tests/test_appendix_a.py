@@ -66,3 +66,24 @@ def test_ddp_two_processes_match_one_process_on_the_same_global_batch(tmp_path):
     assert checkpoint["world_size"] == 2
     for (name, a), b in zip(reference.state_dict().items(), ddp_model.state_dict().values()):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=f"{name} differs between DDP and one process")
+
+
+def test_notebook_definitions_match_package():
+    from notebook_defs import load_notebook_definitions
+
+    from llms_from_scratch import appendix_a
+
+    nb = load_notebook_definitions(SCRIPT.parent / "code-part1.ipynb")
+    torch.manual_seed(123)
+    ours = nb.NeuralNetwork(50, 3)
+    torch.manual_seed(123)
+    theirs = appendix_a.NeuralNetwork(50, 3)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(ours.state_dict().values(), theirs.state_dict().values()))
+    X, y = make_toy_data(8)
+    ds_nb, ds_pkg = nb.ToyDataset(X, y), appendix_a.ToyDataset(X, y)
+    assert len(ds_nb) == len(ds_pkg) == 8
+    assert all(torch.equal(a, b) for a, b in zip(ds_nb[3], ds_pkg[3]))
+    loader = torch.utils.data.DataLoader(ds_pkg, batch_size=4)
+    model = appendix_a.NeuralNetwork(2, 2)
+    assert nb.compute_accuracy(model, loader) == appendix_a.compute_accuracy(model, loader)

@@ -32,6 +32,7 @@ __all__ = [
     "CheckpointMismatchError",
     "calc_loss_batch",
     "calc_loss_loader",
+    "epoch_end_losses",
     "evaluate_model",
     "generate",
     "generate_and_print_sample",
@@ -151,6 +152,22 @@ def train_model_simple(model: nn.Module, train_loader: Iterable, val_loader: Ite
         generate_and_print_sample(model, tokenizer, device, start_context)
 
     return train_losses, val_losses, track_tokens_seen
+
+
+def epoch_end_losses(train_losses: list[float], val_losses: list[float], track_tokens_seen: list[int],
+                     tokens_per_epoch: int) -> list[dict]:
+    """Summarise :func:`train_model_simple`'s evaluations per epoch: the last evaluation within each epoch.
+
+    ``tokens_per_epoch`` is ``len(train_loader) * batch_size * context_length``. Returns one
+    ``{"epoch", "train_loss", "val_loss"}`` dict per epoch that had an evaluation.
+    """
+    if tokens_per_epoch < 1:
+        raise ValueError(f"tokens_per_epoch must be >= 1, got {tokens_per_epoch}")
+    last: dict[int, dict] = {}
+    for train_loss, val_loss, tokens in zip(train_losses, val_losses, track_tokens_seen):
+        epoch = -(-tokens // tokens_per_epoch)  # ceiling division: the epoch whose steps produced these tokens
+        last[epoch] = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss}
+    return [last[e] for e in sorted(last)]
 
 
 def plot_losses(epochs_seen, tokens_seen, train_losses, val_losses, save_path: str | Path | None = None):

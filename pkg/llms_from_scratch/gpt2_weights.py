@@ -200,7 +200,7 @@ def load_weights_into_gpt(gpt: nn.Module, params: Mapping[str, torch.Tensor]) ->
     converted = _convert(_normalize(params))
     targets = dict(gpt.named_parameters())
 
-    unused = sorted(src for key, (src, _) in converted.items() if key not in targets)
+    unused = sorted({src for key, (src, _) in converted.items() if key not in targets})  # c_attn maps to 3 keys
     missing = sorted(key for key in targets if key not in converted)
     problems = []
     if missing:

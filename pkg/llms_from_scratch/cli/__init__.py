@@ -16,6 +16,8 @@ from .. import __version__
 COMMANDS = (
     "env",
     "data",
+    "pretrain",
+    "generate",
     "finetune-classifier",
     "finetune-instruct",
     "evaluate",

@@ -1,0 +1,68 @@
+"""``llms-from-scratch pretrain``: pretrain a GPTModel on a text file or a folder of .txt files."""
+
+from __future__ import annotations
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="a text file, or a folder whose *.txt files form the corpus")
+    parser.add_argument("--out-dir", required=True, help="folder for tokens.bin, checkpoint.pth and loss.png")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="124M", choices=["124M", "355M", "774M", "1558M"],
+                       help="GPT-2 size to start from (default 124M)")
+    model.add_argument("--context-length", type=int, default=256)
+    model.add_argument("--emb-dim", type=int, help="override the size's width")
+    model.add_argument("--n-layers", type=int, help="override the size's depth")
+    model.add_argument("--n-heads", type=int, help="override the size's number of heads")
+    model.add_argument("--drop-rate", type=float, default=0.1)
+    run = parser.add_argument_group("training")
+    length = run.add_mutually_exclusive_group(required=True)
+    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--epochs", type=float, help="passes over the training tokens (fractions allowed)")
+    run.add_argument("--batch-size", type=int, default=8, help="windows per micro-batch")
+    run.add_argument("--grad-accum-steps", type=int, default=1, help="micro-batches per optimizer step")
+    run.add_argument("--learning-rate", type=float, default=4e-4, help="peak learning rate")
+    run.add_argument("--initial-lr", type=float, default=1e-5, help="learning rate at the start of warmup")
+    run.add_argument("--min-lr", type=float, default=1e-5, help="learning rate at the end of the cosine decay")
+    run.add_argument("--warmup-steps", type=int, help="default: 10%% of the steps")
+    run.add_argument("--weight-decay", type=float, default=0.1)
+    run.add_argument("--max-norm", type=float, default=1.0, help="gradient clipping threshold (0 turns it off)")
+    run.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                     help="auto: bf16 autocast on GPUs that support it, fp32 otherwise")
+    run.add_argument("--compile", action="store_true", help="train a torch.compile'd model")
+    run.add_argument("--seed", type=int, default=123)
+    run.add_argument("--val-fraction", type=float, default=0.1, help="share of the tokens held out (the end)")
+    run.add_argument("--eval-interval", type=int, default=50, help="steps between evaluations and checkpoints")
+    run.add_argument("--eval-iters", type=int, default=5, help="validation batches per evaluation")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps, ...")
+    run.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pth")
+    run.add_argument("--stop-at-step", type=int, help="end this session at this step (save, then --resume later)")
+    run.add_argument("--sample-prompt", default="Every effort moves you")
+    run.add_argument("--sample-tokens", type=int, default=40)
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pretrain", help="pretrain a GPT model on your own text (warmup + cosine, clipping, resumable)",
+        description="Pretrain the book's GPTModel on a text file or a folder of .txt files. The corpus is tokenized "
+                    "once into a memory-mapped token file; checkpoints are saved atomically every --eval-interval "
+                    "steps, and --resume continues from the last one.",
+    )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..pretrain import PretrainArgs, pretrain
+
+    options = {k: v for k, v in vars(args).items() if k != "func"}
+    if options["max_norm"] == 0:
+        options["max_norm"] = None
+    result = pretrain(PretrainArgs(**options))
+    print(f"{result['steps']} steps, {result['tokens_seen']:,} tokens in {result['seconds']:.1f} s "
+          f"({result['tokens_seen'] / max(result['seconds'], 1e-9):,.0f} tokens/s this session)")
+    print(f"checkpoint: {result['checkpoint']}")
+    if result["plot"] is not None:
+        print(f"loss plot:  {result['plot']}")
+    print(f"sample:     {result['sample']!r}")
+    return 0
