@@ -19,7 +19,7 @@ NORMS = ("layernorm", "rmsnorm")
 FFNS = ("gelu_tanh", "gelu", "swiglu")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ModelConfig:
     """One architecture. Field names follow the book (``emb_dim``, ``n_heads``, ``context_length`` ...)."""
 
@@ -88,6 +88,21 @@ class ModelConfig:
             problems.append(f"norm_eps must be positive, got {self.norm_eps}")
         if problems:
             raise ValueError("invalid model config:\n  - " + "\n  - ".join(problems))
+
+    def _identity(self) -> tuple:
+        # head_dim=None and head_dim=emb_dim//n_heads describe the same model (likewise n_kv_groups), so
+        # equality compares resolved values; ``extra`` holds facts about a checkpoint, not the architecture
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        values.update(head_dim=self.resolved_head_dim, n_kv_groups=self.resolved_kv_groups)
+        return tuple(values.items())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ModelConfig):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
 
     @property
     def resolved_head_dim(self) -> int:

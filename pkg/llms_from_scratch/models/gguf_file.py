@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .config import ModelConfig
-from .loading import _expected_shapes, _tied_names, build_model, load_state_dict_into
+from .loading import _expected_shapes, _tied_names, build_model, check_device_dtype, load_state_dict_into
 from .weights import Rename, WeightMap, convert_to_ours
 
 _B = "trf_blocks.{}"
@@ -96,6 +96,7 @@ def load_gguf(
     """Load a GGUF checkpoint (quantized or not) into a :class:`DecoderLM` with ``dtype`` weights."""
     from gguf.quants import dequantize
 
+    check_device_dtype(device, dtype)
     reader = _open(path)
     cfg = read_gguf_config(path, reader)
     tensors = {t.name: t for t in reader.tensors}

@@ -28,10 +28,31 @@ INDEX_FILE = "model.safetensors.index.json"
 HEAD_PREFIXES = ("lm_head.", "cls.")  # heads sit beside the base model's prefix, never inside it
 
 
+def check_device_dtype(device: torch.device | str | None, dtype: torch.dtype | None) -> None:
+    """Fail early, with the fix, when a device is missing or cannot hold ``dtype``."""
+    if device is None:
+        return
+    kind = torch.device(device).type
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} was requested but no CUDA GPU is available; use device='cpu'")
+        if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise RuntimeError(
+                "this CUDA GPU does not support bfloat16; load with dtype=torch.float16 or torch.float32"
+            )
+    elif kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise RuntimeError(f"device {device!r} was requested but Apple's MPS backend is not available")
+        if dtype == torch.float64:
+            raise RuntimeError("MPS has no float64 support; load with dtype=torch.float32")
+
+
 def build_model(
     cfg: ModelConfig, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None, **kwargs: Any
 ) -> nn.Module:
     """A randomly initialized model for ``cfg`` (``DecoderLM``, or ``EncoderMLM`` for BERT)."""
+    check_device_dtype(device, dtype)
     model = EncoderMLM(cfg, **kwargs) if cfg.family == "bert" else DecoderLM(cfg)
     if dtype is not None or device is not None:
         model = model.to(device=device, dtype=dtype)
@@ -96,6 +117,7 @@ def load_hf_checkpoint(
     """
     from safetensors import safe_open
 
+    check_device_dtype(device, dtype)
     directory = Path(path)
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint folder {directory} does not exist")
