@@ -66,9 +66,14 @@ def load_meta_llama_checkpoint(
     if len(shards) != 1:
         raise ValueError(f"expected exactly one consolidated.*.pth in {folder}, found {len(shards)}; "
                          "model-parallel shards must be merged first")
-    cfg = config or config_from_params(json.loads((folder / "params.json").read_text(encoding="utf-8")))
     # mmap: tensors are paged in as they are converted instead of read all at once
     raw = torch.load(shards[0], map_location="cpu", weights_only=True, mmap=True)
+    if config is None:
+        params = json.loads((folder / "params.json").read_text(encoding="utf-8"))
+        if params.get("vocab_size", -1) <= 0:  # Llama 2 leaves it to the tokenizer (-1)
+            params["vocab_size"] = raw["tok_embeddings.weight"].shape[0]
+        config = config_from_params(params)
+    cfg = config
     with torch.device("meta"):
         model = build_model(cfg)
 
@@ -90,7 +95,11 @@ def save_meta_llama_checkpoint(model: torch.nn.Module, folder: str | os.PathLike
         torch.save(tensors, tmp)
     params = {"dim": cfg.emb_dim, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
               "n_kv_heads": cfg.resolved_kv_groups, "vocab_size": cfg.vocab_size, "norm_eps": cfg.norm_eps,
-              "rope_theta": cfg.rope_base, "use_scaled_rope": cfg.rope_scaling is not None}
+              "rope_theta": cfg.rope_base, "use_scaled_rope": cfg.rope_scaling is not None,
+              # Meta derives the FFN width from dim; these two values make the rule land on hidden_dim exactly
+              "multiple_of": cfg.hidden_dim, "ffn_dim_multiplier": cfg.hidden_dim / int(8 * cfg.emb_dim / 3)}
+    if cfg.rope_scaling is not None:
+        params["rope_scaling_factor"] = cfg.rope_scaling.factor
     with _atomic_path(folder / "params.json") as tmp:
         tmp.write_text(json.dumps(params), encoding="utf-8")
     return folder
