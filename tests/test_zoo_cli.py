@@ -177,3 +177,21 @@ def test_resolution_order_ends_with_pip(tmp_path, monkeypatch):
     (tmp_path / "mirror").mkdir()
     (tmp_path / "mirror" / "zoo-test.gguf").write_bytes(payload.read_bytes())
     assert pretrained.resolve("zoo-test")[1] == tmp_path / "mirror" / "zoo-test.gguf"  # the mirror comes first
+
+
+def test_cli_chat_keeps_the_conversation(chat_model, monkeypatch, capsys):
+    import io
+
+    import llms_from_scratch.cli.zoo as zoo
+
+    model, tokenizer = chat_model
+    monkeypatch.setattr(zoo, "load_model_and_tokenizer", lambda *a: (model, tokenizer))
+    monkeypatch.setattr("sys.stdin", io.StringIO("Hello there\nAnd again\n/exit\n"))
+    seen = []
+    original = tokenizer.apply_chat_template
+    monkeypatch.setattr(tokenizer, "apply_chat_template", lambda m, **k: seen.append(list(m)) or original(m, **k))
+    assert main(["chat", "--device", "cpu", "--dtype", "float32", "--max-new-tokens", "4"]) == 0
+    first = _expected_reply(chat_model, "Hello there", 4)
+    assert capsys.readouterr().out.startswith(first + "\n")
+    assert [m["role"] for m in seen[-1]] == ["user", "assistant", "user"]  # the second turn sees the first
+    assert seen[-1][1]["content"] == first
