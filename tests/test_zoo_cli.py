@@ -191,7 +191,8 @@ def test_cli_chat_keeps_the_conversation(chat_model, monkeypatch, capsys):
     original = tokenizer.apply_chat_template
     monkeypatch.setattr(tokenizer, "apply_chat_template", lambda m, **k: seen.append(list(m)) or original(m, **k))
     assert main(["chat", "--device", "cpu", "--dtype", "float32", "--max-new-tokens", "4"]) == 0
+    calls = list(seen)
     first = _expected_reply(chat_model, "Hello there", 4)
     assert capsys.readouterr().out.startswith(first + "\n")
-    assert [m["role"] for m in seen[-1]] == ["user", "assistant", "user"]  # the second turn sees the first
-    assert seen[-1][1]["content"] == first
+    assert [[m["role"] for m in c] for c in calls] == [["user"], ["user", "assistant", "user"]]
+    assert calls[1][1]["content"] == first  # the second turn sees the first answer
