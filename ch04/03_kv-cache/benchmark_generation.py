@@ -24,8 +24,8 @@ import time
 import torch
 
 
-def load_pair(which: str):
-    """Our model and the transformers model with identical weights."""
+def load_pair(which: str, only: str | None = None):
+    """Our model and the transformers model with identical weights (``only``: load just one, other is None)."""
     import transformers
     from llms_from_scratch.models import build_model, get_config, load_hf_checkpoint, load_pretrained, resolve
 
@@ -38,11 +38,15 @@ def load_pair(which: str):
         from llms_from_scratch.models import save_hf_checkpoint
 
         save_hf_checkpoint(ours, folder)
-        ours = load_hf_checkpoint(folder)
+        ours = load_hf_checkpoint(folder) if only != "transformers" else None
+        if only == "ours":
+            return ours, None
         ref = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32,
                                                                 attn_implementation="eager")
         return ours, ref.eval()
-    ours, _ = load_pretrained("smollm2-135m-instruct")
+    ours = load_pretrained("smollm2-135m-instruct")[0] if only != "transformers" else None
+    if only == "ours":
+        return ours, None
     _, path = resolve("smollm2-135m-instruct")
     ref = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32,
                                                             attn_implementation="eager")
@@ -92,10 +96,9 @@ def time_case(which: str, batch: int, rounds: int, new_tokens: int, pair) -> dic
 
 def memory_child(which: str, impl: str, batch: int, new_tokens: int) -> None:
     """Runs in a fresh process: load one implementation, generate once, report peak RSS in MiB."""
-    pair = load_pair(which)
-    model = pair[0] if impl == "ours" else pair[1]
-    ids = prompt(batch, pair[0].cfg.vocab_size)
-    del pair
+    ours, theirs = load_pair(which, only=impl)
+    model = ours if impl == "ours" else theirs
+    ids = prompt(batch, model.config.vocab_size if impl == "transformers" else model.cfg.vocab_size)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     (run_ours if impl == "ours" else run_theirs)(model, ids, new_tokens)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
