@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llms_from_scratch.models import get_config, load_hf_checkpoint, load_pretrained, resolve, save_hf_checkpoint
 
 transformers = pytest.importorskip("transformers")

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from llms_from_scratch.models import build_model, get_config, load_hf_checkpoint, load_meta_llama_checkpoint
 from llms_from_scratch.models.meta_llama import save_meta_llama_checkpoint
 from llms_from_scratch.nn import (

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
+
 from llms_from_scratch.cli import main
 from llms_from_scratch.generation import add_generate_arguments, cli_generate, generate
 from llms_from_scratch.models import build_model, get_config, load_hf_checkpoint, save_hf_checkpoint

@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+
 from llms_from_scratch.generation import generate
 from llms_from_scratch.models import (
     ModelConfig,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from notebook_defs import load_notebook_definitions
+
 from llms_from_scratch.models import build_model, get_config
 from llms_from_scratch.nn import GroupedQueryAttention, KVCache
-from notebook_defs import load_notebook_definitions
 
 ROOT = Path(__file__).resolve().parents[1]
 

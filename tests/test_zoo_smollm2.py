@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llms_from_scratch.cli.zoo import load_model_and_tokenizer
 from llms_from_scratch.generation import add_generate_arguments, cli_generate, generate, left_pad
 from llms_from_scratch.models import resolve

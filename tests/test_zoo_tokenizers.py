@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from llms_from_scratch.data import fetch
 from llms_from_scratch.tokenizers import (
     WordPieceTokenizer,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from llms_from_scratch.models.family import get_family
 
 

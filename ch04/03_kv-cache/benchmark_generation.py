@@ -27,6 +27,7 @@ import torch
 def load_pair(which: str, only: str | None = None):
     """Our model and the transformers model with identical weights (``only``: load just one, other is None)."""
     import transformers
+
     from llms_from_scratch.models import build_model, get_config, load_hf_checkpoint, load_pretrained, resolve
 
     if which == "gpt2":

