@@ -21,6 +21,10 @@ COMMANDS = (
     "finetune-classifier",
     "finetune-instruct",
     "evaluate",
+    "chat",
+    "serve",
+    "download",
+    "convert",
 )
 
 

@@ -7,6 +7,7 @@ Sources are tried in order: the cache (``$LLMS_CACHE_DIR`` or the user cache fol
 (``$LLMS_DATA_MIRROR``, for offline machines), then the canonical URL and any backups.
 """
 
+from . import model_assets  # noqa: F401,E402  (registers the model zoo's assets)
 from .download import (
     CACHE_ENV,
     MIRROR_ENV,

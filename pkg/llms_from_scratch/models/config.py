@@ -1,0 +1,173 @@
+"""Model configurations in the book's vocabulary, and the registry of exact model names.
+
+A :class:`ModelConfig` describes an architecture only (no dtype, no device, no weights). Each family file
+(``gpt2.py``, ``llama.py``, ``qwen3.py``, ``bert.py``) registers its official sizes under exact names such as
+``"qwen3-0.6b"``; :func:`get_config` looks them up and suggests close matches for a typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..nn.rope import RopeScaling
+
+FAMILIES = ("gpt2", "llama", "qwen3", "bert")
+NORMS = ("layernorm", "rmsnorm")
+FFNS = ("gelu_tanh", "gelu", "swiglu")
+
+
+@dataclass(frozen=True, eq=False)
+class ModelConfig:
+    """One architecture. Field names follow the book (``emb_dim``, ``n_heads``, ``context_length`` ...)."""
+
+    family: str
+    vocab_size: int
+    context_length: int
+    emb_dim: int
+    n_layers: int
+    n_heads: int
+    hidden_dim: int
+    n_kv_groups: int | None = None  # number of key/value heads; None = n_heads (multi-head attention)
+    head_dim: int | None = None  # None = emb_dim // n_heads
+    norm: str = "rmsnorm"
+    norm_eps: float = 1e-5
+    ffn: str = "swiglu"
+    learned_pos_emb: bool = False  # GPT-2/BERT: a learned table; otherwise RoPE
+    rope_base: float = 10_000.0
+    rope_scaling: RopeScaling | None = None
+    qkv_bias: bool = False
+    out_bias: bool = False  # bias of the attention output projection
+    ffn_bias: bool = False
+    qk_norm: bool = False
+    sliding_window: int | None = None
+    layer_types: tuple[str, ...] | None = None  # per layer "full" or "sliding"; None = all full
+    tie_embeddings: bool = False
+    type_vocab_size: int = 0  # BERT's segment embeddings
+    drop_rate: float = 0.0
+    extra: tuple[tuple[str, Any], ...] = field(default=(), compare=False)  # facts for export, e.g. token ids
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.family not in FAMILIES:
+            problems.append(f"family {self.family!r} is not one of {FAMILIES}")
+        if self.norm not in NORMS:
+            problems.append(f"norm {self.norm!r} is not one of {NORMS}")
+        if self.ffn not in FFNS:
+            problems.append(f"ffn {self.ffn!r} is not one of {FFNS}")
+        for name in ("vocab_size", "context_length", "emb_dim", "n_layers", "n_heads", "hidden_dim"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.n_kv_groups is not None and isinstance(self.n_heads, int) and self.n_heads > 0:
+            if self.n_kv_groups <= 0 or self.n_heads % self.n_kv_groups:
+                problems.append(
+                    f"n_heads ({self.n_heads}) must be a multiple of n_kv_groups ({self.n_kv_groups}): "
+                    "each key/value head serves the same number of query heads"
+                )
+        if self.head_dim is None and isinstance(self.n_heads, int) and self.n_heads > 0:
+            if self.emb_dim % self.n_heads:
+                problems.append(
+                    f"emb_dim ({self.emb_dim}) is not divisible by n_heads ({self.n_heads}); set head_dim explicitly"
+                )
+        if not self.learned_pos_emb and self.resolved_head_dim % 2:
+            problems.append(f"RoPE needs an even head_dim, got {self.resolved_head_dim}")
+        if self.layer_types is not None:
+            if len(self.layer_types) != self.n_layers:
+                problems.append(f"layer_types has {len(self.layer_types)} entries for {self.n_layers} layers")
+            if set(self.layer_types) - {"full", "sliding"}:
+                problems.append(f"layer_types may only contain 'full' and 'sliding', got {set(self.layer_types)}")
+            if "sliding" in self.layer_types and self.sliding_window is None:
+                problems.append("layer_types has sliding layers but sliding_window is not set")
+        if self.sliding_window is not None and self.sliding_window <= 0:
+            problems.append(f"sliding_window must be positive, got {self.sliding_window}")
+        if not 0.0 <= self.drop_rate < 1.0:
+            problems.append(f"drop_rate must be in [0, 1), got {self.drop_rate}")
+        if self.norm_eps <= 0:
+            problems.append(f"norm_eps must be positive, got {self.norm_eps}")
+        if problems:
+            raise ValueError("invalid model config:\n  - " + "\n  - ".join(problems))
+
+    def _identity(self) -> tuple:
+        # head_dim=None and head_dim=emb_dim//n_heads describe the same model (likewise n_kv_groups), so
+        # equality compares resolved values; ``extra`` holds facts about a checkpoint, not the architecture
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "extra"}
+        values.update(head_dim=self.resolved_head_dim, n_kv_groups=self.resolved_kv_groups)
+        return tuple(values.items())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ModelConfig):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    @property
+    def resolved_head_dim(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.emb_dim // self.n_heads
+
+    @property
+    def resolved_kv_groups(self) -> int:
+        return self.n_kv_groups if self.n_kv_groups is not None else self.n_heads
+
+    def layer_window(self, layer: int) -> int | None:
+        """The sliding window of ``layer``, or None for full attention."""
+        if self.sliding_window is None:
+            return None
+        if self.layer_types is None or self.layer_types[layer] == "sliding":
+            return self.sliding_window
+        return None
+
+    def info(self, key: str, default: Any = None) -> Any:
+        return dict(self.extra).get(key, default)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def __getitem__(self, key: str) -> Any:
+        # lets notebook code written for the book's dict configs keep writing cfg["emb_dim"]
+        if key not in {f.name for f in dataclasses.fields(self)}:
+            raise KeyError(f"ModelConfig has no field {key!r}")
+        return getattr(self, key)
+
+
+_REGISTRY: dict[str, ModelConfig] = {}
+
+
+def register_config(name: str, config: ModelConfig) -> ModelConfig:
+    """Register ``config`` under an exact, lower-case name; re-registering a different config is an error."""
+    if name != name.lower():
+        raise ValueError(f"model names are lower case; got {name!r}")
+    known = _REGISTRY.get(name)
+    if known is not None and known != config:
+        raise ValueError(f"a different config is already registered as {name!r}")
+    _REGISTRY[name] = config
+    return config
+
+
+def _load_families() -> None:
+    # the family modules register their configs on import
+    from . import bert, gpt2, llama, qwen3  # noqa: F401
+
+
+def get_config(name: str, **overrides: Any) -> ModelConfig:
+    """The registered config ``name``, optionally with fields replaced (e.g. to shrink it for a test)."""
+    _load_families()
+    try:
+        config = _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(name.lower(), list(_REGISTRY), n=4, cutoff=0.6)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise KeyError(
+            f"unknown model {name!r}.{hint} Known models: {', '.join(sorted(_REGISTRY))}."
+        ) from None
+    return config.replace(**overrides) if overrides else config
+
+
+def list_models() -> list[str]:
+    """All registered model names, sorted."""
+    _load_families()
+    return sorted(_REGISTRY)

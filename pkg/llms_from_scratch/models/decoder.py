@@ -1,0 +1,111 @@
+"""The one decoder-only language model that GPT-2, Llama 2/3, SmolLM2 and Qwen3 all are.
+
+The families differ only in choices the config spells out: learned positions or RoPE, LayerNorm or RMSNorm,
+GELU MLP or SwiGLU, biases, QK-norm, grouped key/value heads, a sliding window, tied input/output embeddings.
+The forward pass is the same pre-norm residual stack for all of them.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..nn import KVCache, RotaryEmbedding, build_attention_mask
+from .blocks import make_attention, make_ffn, make_norm
+from .config import ModelConfig
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: ``x + att(norm1(x))``, then ``x + ff(norm2(x))``."""
+
+    def __init__(self, cfg: ModelConfig, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.norm1 = make_norm(cfg)
+        self.att = make_attention(cfg, layer)
+        self.norm2 = make_norm(cfg)
+        self.ff = make_ffn(cfg)
+        self.drop_shortcut = nn.Dropout(cfg.drop_rate)
+
+    def forward(self, x, mask, rope, cache):
+        x = x + self.drop_shortcut(self.att(self.norm1(x), mask, rope, cache, self.layer))
+        return x + self.drop_shortcut(self.ff(self.norm2(x)))
+
+
+class DecoderLM(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.family == "bert":
+            raise ValueError("BERT is an encoder; build it with EncoderMLM (or build_model)")
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim) if cfg.learned_pos_emb else None
+        self.rope = None if cfg.learned_pos_emb else RotaryEmbedding(cfg.resolved_head_dim, cfg.rope_base, cfg.rope_scaling)
+        self.drop_emb = nn.Dropout(cfg.drop_rate)
+        self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
+        self.final_norm = make_norm(cfg)
+        self.out_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        """Share the output projection with the token embedding when the family ties them."""
+        if self.cfg.tie_embeddings:
+            self.out_head.weight = self.tok_emb.weight
+
+    def new_cache(self, batch_size: int, max_length: int) -> KVCache:
+        """An empty KV cache for ``batch_size`` rows of up to ``max_length`` tokens, on the model's device."""
+        p = self.tok_emb.weight
+        return KVCache(
+            self.cfg.n_layers, batch_size, self.cfg.resolved_kv_groups, self.cfg.resolved_head_dim, max_length,
+            dtype=p.dtype, device=p.device,
+        )
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        last_token_only: bool = False,
+    ) -> torch.Tensor:
+        """``input_ids`` (batch, tokens) -> logits (batch, tokens, vocab_size).
+
+        ``attention_mask`` (batch, tokens) marks real tokens with 1 and left padding with 0. With a ``cache``
+        the input holds only the new tokens and attends to everything cached before them.
+        ``last_token_only`` computes logits for the final position only (what generation needs).
+        """
+        b, t = input_ids.shape
+        has_padding = attention_mask is not None and not bool(attention_mask.all())
+        if attention_mask is None:
+            attention_mask = torch.ones(b, t, dtype=torch.bool, device=input_ids.device)
+        if cache is not None:
+            start, positions = cache.append_tokens(attention_mask)
+            key_valid = cache.key_valid[:, : start + t]
+            has_padding = has_padding or not bool(key_valid.all())
+        else:
+            start = 0
+            key_valid = attention_mask.bool()
+            # a row's positions count its real tokens only, so left padding does not shift them
+            positions = (attention_mask.long().cumsum(dim=-1) - 1).clamp(min=0)
+        if self.pos_emb is not None and int(positions.max()) >= self.cfg.context_length:
+            raise ValueError(
+                f"position {int(positions.max())} exceeds the learned position table ({self.cfg.context_length})"
+            )
+
+        x = self.tok_emb(input_ids)  # (batch, tokens, emb_dim)
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
+        x = self.drop_emb(x)
+        rope = self.rope(positions, x.dtype) if self.rope is not None else None
+
+        masks: dict[int | None, torch.Tensor | None] = {}
+        for block in self.trf_blocks:
+            window = block.att.sliding_window
+            if window not in masks:
+                # plain causal attention needs no explicit mask, which lets SDPA take its fastest path
+                needs_mask = has_padding or window is not None or (start > 0 and t > 1)
+                masks[window] = build_attention_mask(t, key_valid, sliding_window=window) if needs_mask else None
+            x = block(x, masks[window], rope, cache)
+
+        if last_token_only:
+            x = x[:, -1:]
+        return self.out_head(self.final_norm(x))

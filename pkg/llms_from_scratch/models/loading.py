@@ -1,0 +1,211 @@
+"""Build models from configs, load Hugging Face checkpoints into them, and export them back.
+
+Loading keeps peak memory near one copy of the weights: the model is created on the ``meta`` device (shapes
+only, no storage), each checkpoint tensor is read once, converted and then *assigned* as the parameter, so
+no second, randomly initialized copy ever exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import ModelConfig
+from .decoder import DecoderLM
+from .encoder import EncoderMLM
+from .family import family_for_model_type, get_family
+from .weights import WeightMismatchError, convert_to_hf, convert_to_ours
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+HEAD_PREFIXES = ("lm_head.", "cls.")  # heads sit beside the base model's prefix, never inside it
+
+
+def check_device_dtype(device: torch.device | str | None, dtype: torch.dtype | None) -> None:
+    """Fail early, with the fix, when a device is missing or cannot hold ``dtype``."""
+    if device is None:
+        return
+    kind = torch.device(device).type
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {device!r} was requested but no CUDA GPU is available; use device='cpu'")
+        if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+            raise RuntimeError(
+                "this CUDA GPU does not support bfloat16; load with dtype=torch.float16 or torch.float32"
+            )
+    elif kind == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise RuntimeError(f"device {device!r} was requested but Apple's MPS backend is not available")
+        if dtype == torch.float64:
+            raise RuntimeError("MPS has no float64 support; load with dtype=torch.float32")
+
+
+def build_model(
+    cfg: ModelConfig, *, dtype: torch.dtype | None = None, device: torch.device | str | None = None, **kwargs: Any
+) -> nn.Module:
+    """A randomly initialized model for ``cfg`` (``DecoderLM``, or ``EncoderMLM`` for BERT)."""
+    check_device_dtype(device, dtype)
+    model = EncoderMLM(cfg, **kwargs) if cfg.family == "bert" else DecoderLM(cfg)
+    if dtype is not None or device is not None:
+        model = model.to(device=device, dtype=dtype)
+    return model
+
+
+def read_hf_config(path: str | os.PathLike) -> ModelConfig:
+    """The :class:`ModelConfig` described by a Hugging Face ``config.json`` (a file or the folder holding it)."""
+    path = Path(path)
+    file = path / "config.json" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"no config.json at {file}; a Hugging Face checkpoint folder holds one")
+    raw = json.loads(file.read_text(encoding="utf-8"))
+    if "model_type" not in raw:
+        raise ValueError(f"{file} has no 'model_type', so its family is unknown")
+    return family_for_model_type(raw["model_type"]).from_hf_config(raw)
+
+
+def _safetensors_files(directory: Path) -> list[Path]:
+    """The checkpoint's safetensors files; a sharded index must list only shards that exist."""
+    index = directory / INDEX_FILE
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        shards = sorted(set(weight_map.values()))
+        missing = [s for s in shards if not (directory / s).is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{index.name} in {directory} lists {len(shards)} shards but {len(missing)} are missing: "
+                f"{', '.join(missing)}. Download the missing shard files into that folder."
+            )
+        return [directory / s for s in shards]
+    if (directory / SINGLE_FILE).is_file():
+        return [directory / SINGLE_FILE]
+    found = sorted(directory.glob("*.safetensors"))
+    if found:
+        return found
+    raise FileNotFoundError(f"no {SINGLE_FILE}, {INDEX_FILE} or *.safetensors file in {directory}")
+
+
+def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Assign converted tensors as the model's parameters (works on a meta-device model) and re-tie heads."""
+    model.load_state_dict(state, strict=False, assign=True)
+    model.tie_weights()
+    still_meta = [n for n, p in model.named_parameters() if p.is_meta]
+    if still_meta:  # convert_to_ours checks coverage, so this only guards against a bug in a weight map
+        raise WeightMismatchError(f"parameters left without weights: {still_meta}")
+    return model
+
+
+def load_hf_checkpoint(
+    path: str | os.PathLike,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str = "cpu",
+    config: ModelConfig | None = None,
+) -> nn.Module:
+    """Load a Hugging Face checkpoint folder (``config.json`` + safetensors, sharded or not) into our model.
+
+    ``dtype`` converts every floating-point tensor (default: keep the stored dtype). ``config`` overrides
+    the folder's ``config.json``. Every checkpoint tensor must find a place in the model and every model
+    tensor must be provided, with matching shapes; otherwise a :class:`WeightMismatchError` lists them all.
+    """
+    from safetensors import safe_open
+
+    check_device_dtype(device, dtype)
+    directory = Path(path)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"checkpoint folder {directory} does not exist")
+    cfg = config or read_hf_config(directory)
+    files = _safetensors_files(directory)
+    family = get_family(cfg.family)
+    with ExitStack() as stack:
+        handles = {}
+        for file in files:
+            handle = stack.enter_context(safe_open(str(file), framework="pt", device="cpu"))
+            handles.update({name: handle for name in handle.keys()})
+        is_mlm = cfg.family != "bert" or any(n.startswith("cls.") for n in handles)
+        with torch.device("meta"):
+            model = build_model(cfg, mlm_head=is_mlm) if cfg.family == "bert" else build_model(cfg)
+
+        def get_tensor(name: str) -> torch.Tensor:
+            t = handles[name].get_tensor(name)
+            return t.to(dtype) if dtype is not None and t.is_floating_point() else t
+
+        state = convert_to_ours(
+            handles, get_tensor, family.weight_map, cfg, _expected_shapes(model),
+            strip_prefixes=family.strip_prefixes, shared=_tied_names(model),
+        )
+    model = load_state_dict_into(model, state)
+    return model.to(device).eval()
+
+
+def _tied_names(model: nn.Module) -> set[str]:
+    return {"out_head.weight"} if model.cfg.tie_embeddings and hasattr(model, "out_head") else set()
+
+
+def _expected_shapes(model: nn.Module) -> dict[str, torch.Size]:
+    tied = _tied_names(model)
+    return {n: p.shape for n, p in model.state_dict(keep_vars=True).items() if n not in tied}
+
+
+def save_hf_checkpoint(model: nn.Module, directory: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Path:
+    """Write ``model`` as a Hugging Face checkpoint folder (``config.json`` + ``model.safetensors``).
+
+    ``transformers`` loads the folder with ``AutoModelForCausalLM`` / ``AutoModelForMaskedLM`` and computes
+    the same logits. Each file is written to a temporary name and renamed, so a crash never leaves a
+    half-written checkpoint behind.
+    """
+    from safetensors.torch import save_file
+
+    cfg: ModelConfig = model.cfg
+    family = get_family(cfg.family)
+    state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    skip = {"lm_head.weight", "cls.predictions.decoder.weight"} if cfg.tie_embeddings else set()
+    tensors = convert_to_hf(state, family.save_map, cfg, skip=skip)
+    prefixed = {_with_prefix(name, family.save_prefix): t for name, t in tensors.items()}
+    hf_config = family.to_hf_config(cfg)
+    stored = next(iter(prefixed.values())).dtype
+    hf_config["dtype"] = hf_config["torch_dtype"] = str(stored).removeprefix("torch.")
+    if cfg.family == "bert" and not getattr(model, "has_mlm_head", True):
+        hf_config["architectures"] = ["BertModel"]
+
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    with _atomic_path(out / SINGLE_FILE) as tmp:
+        save_file(prefixed, str(tmp), metadata={"format": "pt"})
+    with _atomic_path(out / "config.json") as tmp:
+        tmp.write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return out
+
+
+def _with_prefix(name: str, prefix: str) -> str:
+    return name if name.startswith(HEAD_PREFIXES) else prefix + name
+
+
+class _atomic_path:
+    """Context manager yielding a temporary path beside ``target`` that replaces it on success."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __enter__(self) -> Path:
+        fd, name = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=self.target.parent)
+        os.close(fd)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.target)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+

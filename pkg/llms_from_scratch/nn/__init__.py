@@ -1,0 +1,25 @@
+"""Model-agnostic building blocks that every family in the zoo is assembled from.
+
+Nothing in here knows a model's name: a family is a configuration that picks among these blocks (see
+``llms_from_scratch.models``). Each file holds one mechanism.
+"""
+
+from .attention import GroupedQueryAttention, build_attention_mask
+from .ffn import FeedForward, SwiGLU
+from .kv_cache import KVCache
+from .norms import LayerNorm, RMSNorm
+from .rope import RopeScaling, RotaryEmbedding, apply_rope, rope_inv_freq
+
+__all__ = [
+    "FeedForward",
+    "GroupedQueryAttention",
+    "KVCache",
+    "LayerNorm",
+    "RMSNorm",
+    "RopeScaling",
+    "RotaryEmbedding",
+    "SwiGLU",
+    "apply_rope",
+    "build_attention_mask",
+    "rope_inv_freq",
+]

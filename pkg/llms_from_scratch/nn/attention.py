@@ -1,0 +1,143 @@
+"""Causal (or bidirectional) multi-head attention with grouped key/value heads.
+
+``n_kv_groups`` is the number of key/value heads; each serves ``n_heads // n_kv_groups`` query heads:
+
+* ``n_kv_groups == n_heads``: classic multi-head attention (GPT-2, Llama 2 7B, BERT);
+* ``1 < n_kv_groups < n_heads``: grouped-query attention (Llama 3, Qwen3);
+* ``n_kv_groups == 1``: multi-query attention.
+
+Options that families switch on: biases on the q/k/v and output projections, RMSNorm on each query and key
+head before RoPE (Qwen3's "QK-norm"), and a sliding window (a query sees only the last ``W`` keys).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kv_cache import KVCache
+from .norms import RMSNorm
+from .rope import apply_rope
+
+
+def build_attention_mask(
+    n_queries: int,
+    key_valid: torch.Tensor,
+    *,
+    causal: bool = True,
+    sliding_window: int | None = None,
+) -> torch.Tensor:
+    """Boolean mask (batch, 1, queries, keys), True where a query may attend to a key.
+
+    ``key_valid`` (batch, keys) marks real tokens (False = padding). Queries are the last ``n_queries`` key
+    slots. A key is visible if it is valid, not in the future (causal) and, with a window ``W``, one of the
+    last ``W`` slots up to and including the query. Every query also sees itself, so a padding query never
+    has an empty row (its output is ignored, but an empty row would put NaNs into the batch).
+    """
+    n_keys = key_valid.shape[1]
+    q_slots = torch.arange(n_keys - n_queries, n_keys, device=key_valid.device)[:, None]  # (queries, 1)
+    k_slots = torch.arange(n_keys, device=key_valid.device)[None, :]  # (1, keys)
+    allowed = torch.ones(n_queries, n_keys, dtype=torch.bool, device=key_valid.device)
+    if causal:
+        allowed = k_slots <= q_slots
+    if sliding_window is not None:
+        allowed = allowed & (q_slots - k_slots < sliding_window)
+    mask = allowed[None] & key_valid[:, None, :]  # (batch, queries, keys)
+    mask = mask | (k_slots == q_slots)[None]
+    return mask[:, None]  # (batch, 1, queries, keys): broadcast over heads
+
+
+class GroupedQueryAttention(nn.Module):
+    def __init__(
+        self,
+        d_in: int,
+        n_heads: int,
+        n_kv_groups: int,
+        head_dim: int,
+        *,
+        qkv_bias: bool = False,
+        out_bias: bool = False,
+        qk_norm_eps: float | None = None,
+        sliding_window: int | None = None,
+        drop_rate: float = 0.0,
+        rope_interleaved: bool = False,
+    ) -> None:
+        super().__init__()
+        if n_heads % n_kv_groups:
+            raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_groups ({n_kv_groups})")
+        self.n_heads = n_heads
+        self.n_kv_groups = n_kv_groups
+        self.head_dim = head_dim
+        self.sliding_window = sliding_window
+        self.drop_rate = drop_rate
+        self.rope_interleaved = rope_interleaved
+        self.W_query = nn.Linear(d_in, n_heads * head_dim, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, n_kv_groups * head_dim, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, n_kv_groups * head_dim, bias=qkv_bias)
+        self.out_proj = nn.Linear(n_heads * head_dim, d_in, bias=out_bias)
+        if qk_norm_eps is not None:
+            self.q_norm = RMSNorm(head_dim, eps=qk_norm_eps)
+            self.k_norm = RMSNorm(head_dim, eps=qk_norm_eps)
+        else:
+            self.q_norm = self.k_norm = None
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
+    ) -> torch.Tensor:
+        """``x`` (batch, tokens, d_in) -> (batch, tokens, d_in).
+
+        ``mask`` comes from :func:`build_attention_mask`; ``None`` means plain causal attention over exactly
+        these tokens (or, with one query token, everything in the cache).
+        """
+        b, t, _ = x.shape
+        # (batch, tokens, heads * head_dim) -> (batch, heads, tokens, head_dim)
+        q = self.W_query(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+        k = self.W_key(x).view(b, t, self.n_kv_groups, self.head_dim).transpose(1, 2)
+        v = self.W_value(x).view(b, t, self.n_kv_groups, self.head_dim).transpose(1, 2)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)  # normalize per head, before the rotation
+        if rope is not None:
+            cos, sin = rope
+            q = apply_rope(q, cos, sin, interleaved=self.rope_interleaved)
+            k = apply_rope(k, cos, sin, interleaved=self.rope_interleaved)
+        if cache is not None:
+            k, v = cache.write(layer, k, v)  # (batch, n_kv_groups, cached tokens, head_dim)
+        if t == 1 and not (self.training and self.drop_rate > 0):
+            out = _decode_attention(q, k, v, mask)
+        else:
+            out = self._sdpa(q, k, v, mask)
+        out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (batch, tokens, heads*head_dim)
+        return self.out_proj(out)
+
+    def _sdpa(self, q, k, v, mask):
+        if self.n_kv_groups != self.n_heads:
+            # each kv head serves a contiguous block of query heads
+            repeats = self.n_heads // self.n_kv_groups
+            k = k.repeat_interleave(repeats, dim=1)  # (batch, heads, keys, head_dim)
+            v = v.repeat_interleave(repeats, dim=1)
+        dropout = self.drop_rate if self.training else 0.0
+        if mask is None:
+            is_causal = q.shape[2] > 1
+            if is_causal and q.shape[2] != k.shape[2]:
+                raise ValueError("a mask is required when several new tokens attend to a cache prefix")
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=is_causal)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+
+def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention for a single new token, written out: two small matmuls beat the blocked SDPA kernels, whose
+    setup cost dominates when there is one query. Grouped heads broadcast instead of being copied."""
+    b, h, _, d = q.shape
+    kv = k.shape[1]
+    q = q.view(b, kv, h // kv, 1, d)  # (batch, kv heads, queries per kv head, 1, head_dim)
+    scores = (q @ k.unsqueeze(2).transpose(-1, -2)) * d**-0.5  # (batch, kv, group, 1, keys)
+    if mask is not None:
+        scores = scores.masked_fill(~mask.unsqueeze(2), float("-inf"))  # mask: (batch, 1, 1, keys)
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
+    return (weights @ v.unsqueeze(2)).view(b, h, 1, d)  # (batch, heads, 1, head_dim)

@@ -1,0 +1,42 @@
+"""Position-wise feed-forward blocks: the GELU MLP of GPT-2/BERT and the gated SwiGLU of Llama/Qwen."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ACTIVATIONS = {
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's "gelu_new"
+    "gelu": F.gelu,  # exact erf form (BERT)
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+class FeedForward(nn.Module):
+    """``fc2(act(fc1(x)))``: expand to ``hidden_dim``, apply the activation, project back."""
+
+    def __init__(self, emb_dim: int, hidden_dim: int, activation: str = "gelu_tanh", bias: bool = True) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)}")
+        self.activation = activation
+        self.fc1 = nn.Linear(emb_dim, hidden_dim, bias=bias)
+        self.fc2 = nn.Linear(hidden_dim, emb_dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(_ACTIVATIONS[self.activation](self.fc1(x)))
+
+
+class SwiGLU(nn.Module):
+    """Gated feed-forward: ``fc3(silu(fc1(x)) * fc2(x))`` (fc1 = gate, fc2 = up, fc3 = down projection)."""
+
+    def __init__(self, emb_dim: int, hidden_dim: int, bias: bool = False) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(emb_dim, hidden_dim, bias=bias)
+        self.fc2 = nn.Linear(emb_dim, hidden_dim, bias=bias)
+        self.fc3 = nn.Linear(hidden_dim, emb_dim, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc3(F.silu(self.fc1(x)) * self.fc2(x))

@@ -1,0 +1,89 @@
+"""A preallocated key/value cache that owns its position.
+
+Generation first runs the prompt through the model (prefill), then feeds one token per step (decode). The
+cache keeps, for every layer, the keys and values of all tokens seen so far, so a decode step only computes
+the new token's projections. Unlike caches that grow with ``torch.cat``, this one allocates its full
+length once and writes into slots, and it keeps the bookkeeping that callers otherwise get wrong:
+
+* ``length``: how many slots are filled (the next token goes into slot ``length``);
+* ``key_valid``: which slots hold real tokens rather than left padding, per row;
+* ``next_position``: the position id the next real token of each row gets (padding does not count, so a
+  left-padded row numbers its tokens exactly as it would alone).
+
+One object is the whole state: ``reset()`` clears it, nothing else has to be reset alongside.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class KVCache:
+    def __init__(
+        self,
+        n_layers: int,
+        batch_size: int,
+        n_kv_groups: int,
+        head_dim: int,
+        max_length: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        shape = (n_layers, batch_size, n_kv_groups, max_length, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.key_valid = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)
+        self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.max_length = max_length
+        self.length = 0
+        self._start = 0  # first slot of the tokens currently being processed
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys.shape[1]
+
+    def reset(self) -> None:
+        self.key_valid.zero_()
+        self.next_position.zero_()
+        self.length = 0
+        self._start = 0
+
+    def append_tokens(self, attention_mask: torch.Tensor) -> tuple[int, torch.Tensor]:
+        """Reserve slots for ``attention_mask.shape[1]`` new tokens (mask 1 = real token, 0 = padding).
+
+        Returns the first reserved slot and the new tokens' position ids (batch, tokens). Layers then store
+        their keys and values with :meth:`write`.
+        """
+        batch, n_new = attention_mask.shape
+        if batch != self.batch_size:
+            raise ValueError(f"the cache holds {self.batch_size} rows but the input has {batch}")
+        if self.length + n_new > self.max_length:
+            raise ValueError(
+                f"KV cache overflow: {self.length} tokens cached + {n_new} new > max_length {self.max_length}; "
+                "create the cache with a larger max_length (prompt length + max_new_tokens)"
+            )
+        mask = attention_mask.to(device=self.key_valid.device, dtype=torch.bool)
+        start = self.length
+        self.key_valid[:, start : start + n_new] = mask
+        # real tokens count up from the row's next position; padding gets a harmless position
+        positions = self.next_position[:, None] + mask.long().cumsum(dim=-1) - 1
+        positions = positions.clamp(min=0)
+        self.next_position += mask.sum(dim=-1)
+        self.length = start + n_new
+        self._start = start
+        return start, positions
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store one layer's new keys/values (batch, n_kv_groups, tokens, head_dim); return all cached so far."""
+        end = self._start + keys.shape[2]
+        self.keys[layer, :, :, self._start : end] = keys
+        self.values[layer, :, :, self._start : end] = values
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def select_rows(self, rows: torch.Tensor) -> None:
+        """Keep only the given batch rows (e.g. to drop finished sequences)."""
+        self.keys = self.keys[:, rows]
+        self.values = self.values[:, rows]
+        self.key_valid = self.key_valid[rows]
+        self.next_position = self.next_position[rows]
