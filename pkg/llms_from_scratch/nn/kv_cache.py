@@ -29,10 +29,13 @@ class KVCache:
         *,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        value_dim: int | None = None,
     ) -> None:
+        # value_dim != head_dim: multi-head latent attention stores its latent as "keys" and its shared
+        # RoPE key as "values" (see nn/mla.py)
         shape = (n_layers, batch_size, n_kv_groups, max_length, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape[:-1] + (value_dim or head_dim,), dtype=dtype, device=device)
         self.key_valid = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)
         self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.max_length = max_length
@@ -73,6 +76,11 @@ class KVCache:
         self.length = start + n_new
         self._start = start
         return start, positions
+
+    def visible_keys(self, window: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validity (batch, keys) and absolute slots (keys,) of the keys :meth:`write` returns for a layer
+        with this sliding ``window``; slots None means "slot i is key i" (this cache stores every slot)."""
+        return self.key_valid[:, : self.length], None
 
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store one layer's new keys/values (batch, n_kv_groups, tokens, head_dim); return all cached so far."""
