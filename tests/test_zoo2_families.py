@@ -32,7 +32,7 @@ _DEEPSEEK_MOE = MoEConfig(n_experts=8, n_experts_per_tok=2, hidden_dim=32, scori
                           first_dense_layers=1)
 CASES = {
     "mistral-7b-v0.1": get_config("mistral-7b-v0.1", **SMALL, n_heads=4, n_kv_groups=2, head_dim=16,
-                                  sliding_window=4, layer_types=("sliding", "sliding")),
+                                  sliding_window=4),
     "mistral-7b-instruct-v0.3": get_config("mistral-7b-instruct-v0.3", **SMALL, n_heads=4, n_kv_groups=1, head_dim=16),
     "qwen3-30b-a3b": get_config("qwen3-30b-a3b", **SMALL, n_heads=4, n_kv_groups=2, head_dim=16,
                                 moe=MoEConfig(n_experts=8, n_experts_per_tok=3, hidden_dim=32)),

@@ -20,16 +20,13 @@ _TOKENS = (("bos_token_id", 1), ("eos_token_id", 2))
 
 
 def mistral_config(**kw: Any) -> ModelConfig:
-    window = kw.get("sliding_window")
+    # layer_types stays None: with a sliding_window set, every layer then slides (ModelConfig.layer_window)
     defaults = dict(
         family="mistral", vocab_size=32000, context_length=32768, emb_dim=4096, n_layers=32, n_heads=32,
         n_kv_groups=8, head_dim=128, hidden_dim=14336, norm="rmsnorm", norm_eps=1e-5, ffn="swiglu",
         extra=_TOKENS,
     )
-    cfg = {**defaults, **kw}
-    if window is not None and "layer_types" not in kw:
-        cfg["layer_types"] = ("sliding",) * cfg["n_layers"]  # Mistral slides the window in every layer
-    return ModelConfig(**cfg)
+    return ModelConfig(**{**defaults, **kw})
 
 
 MISTRAL_7B_V0_1 = register_config("mistral-7b-v0.1", mistral_config(rope_base=10_000.0, sliding_window=4096))
