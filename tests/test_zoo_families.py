@@ -14,7 +14,7 @@ from llms_from_scratch.models import get_config, load_hf_checkpoint, save_hf_che
 from llms_from_scratch.nn import RopeScaling
 
 transformers = pytest.importorskip("transformers")
-from zoo_reference import hf_reference  # noqa: E402
+from zoo_reference import hf_reference, one_thread  # noqa: E402
 
 SMALL = dict(vocab_size=512, emb_dim=64, n_layers=2, hidden_dim=96)
 CASES = {
@@ -44,6 +44,11 @@ CASES = {
 }
 PROMPTS = [[5, 17, 300, 42, 8, 99, 123, 7, 250, 3, 11], [401, 2, 77], [9, 8, 7, 6, 5, 4, 3]]
 NEW_TOKENS = 8
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_thread()
+
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))

@@ -39,3 +39,12 @@ def hf_reference(cfg, seed: int = 0, masked_lm: bool = False):
         model.generation_config.eos_token_id = None  # random models: never stop early
         model.generation_config.pad_token_id = 0
     return randomize_(model, seed).eval()
+
+
+def one_thread():
+    """Module fixture body: tiny models run faster on one thread, and far faster when other processes
+    compete for the cores (idle OpenMP workers spin); restores the previous setting afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

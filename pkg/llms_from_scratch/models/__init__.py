@@ -10,9 +10,11 @@ from .decoder import DecoderLM, TransformerBlock
 from .encoder import EncoderMLM
 from .gguf_file import load_gguf, read_gguf_config
 from .loading import build_model, load_hf_checkpoint, read_hf_config, save_hf_checkpoint
+from .pretrained import PRETRAINED, load_pretrained, resolve
 from .weights import WeightMap, WeightMismatchError
 
 __all__ = [
+    "PRETRAINED",
     "DecoderLM",
     "EncoderMLM",
     "ModelConfig",
@@ -24,8 +26,10 @@ __all__ = [
     "list_models",
     "load_gguf",
     "load_hf_checkpoint",
+    "load_pretrained",
     "read_gguf_config",
     "read_hf_config",
     "register_config",
+    "resolve",
     "save_hf_checkpoint",
 ]

@@ -9,6 +9,7 @@ permutes them back to the split-half order used here and by Hugging Face.
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -48,20 +49,28 @@ def _field(reader: Any, key: str, default: Any = None) -> Any:
     return default if field is None else field.contents()
 
 
-def _open(path: str | os.PathLike) -> Any:
+def open_gguf(path: str | os.PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"GGUF file {path} does not exist")
+    stat = path.stat()
+    return _cached_reader(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=2)
+def _cached_reader(path: str, mtime_ns: int, size: int) -> Any:
+    # parsing the metadata of a GGUF file takes seconds (one numpy view per token string); the model and
+    # the tokenizer read the same file, so they share one reader
     try:
         import gguf
     except ImportError:
         raise ImportError("reading GGUF files needs the 'gguf' package: pip install gguf") from None
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"GGUF file {path} does not exist")
-    return gguf.GGUFReader(str(path))
+    return gguf.GGUFReader(path)
 
 
 def read_gguf_config(path: str | os.PathLike, reader: Any = None) -> ModelConfig:
     """The :class:`ModelConfig` stored in a GGUF file's metadata (``llama`` and ``qwen3`` architectures)."""
-    reader = reader or _open(path)
+    reader = reader or open_gguf(path)
     arch = _field(reader, "general.architecture")
     if arch not in ("llama", "qwen3"):
         raise ValueError(f"GGUF architecture {arch!r} is not supported (supported: llama, qwen3)")
@@ -97,7 +106,7 @@ def load_gguf(
     from gguf.quants import dequantize
 
     check_device_dtype(device, dtype)
-    reader = _open(path)
+    reader = open_gguf(path)
     cfg = read_gguf_config(path, reader)
     tensors = {t.name: t for t in reader.tensors}
     with torch.device("meta"):
@@ -106,6 +115,8 @@ def load_gguf(
     def get_tensor(name: str) -> torch.Tensor:
         t = tensors[name]
         values = dequantize(t.data, t.tensor_type)  # numpy, (rows, cols) = (out, in) like nn.Linear
+        if not values.flags.writeable:  # unquantized tensors come back as read-only views of the file
+            values = np.array(values)
         return torch.from_numpy(np.ascontiguousarray(values)).to(dtype)
 
     wmap = _gguf_map(permute_qk=cfg.family == "llama", qk_norm=cfg.qk_norm)

@@ -113,6 +113,14 @@ class GroupedQueryAttention(nn.Module):
             k = apply_rope(k, cos, sin, interleaved=self.rope_interleaved)
         if cache is not None:
             k, v = cache.write(layer, k, v)  # (batch, n_kv_groups, cached tokens, head_dim)
+        if t == 1 and not (self.training and self.drop_rate > 0):
+            out = _decode_attention(q, k, v, mask)
+        else:
+            out = self._sdpa(q, k, v, mask)
+        out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (batch, tokens, heads*head_dim)
+        return self.out_proj(out)
+
+    def _sdpa(self, q, k, v, mask):
         if self.n_kv_groups != self.n_heads:
             # each kv head serves a contiguous block of query heads
             repeats = self.n_heads // self.n_kv_groups
@@ -123,8 +131,18 @@ class GroupedQueryAttention(nn.Module):
             is_causal = q.shape[2] > 1
             if is_causal and q.shape[2] != k.shape[2]:
                 raise ValueError("a mask is required when several new tokens attend to a cache prefix")
-            out = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=is_causal)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (batch, tokens, heads*head_dim)
-        return self.out_proj(out)
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=is_causal)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+
+
+def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention for a single new token, written out: two small matmuls beat the blocked SDPA kernels, whose
+    setup cost dominates when there is one query. Grouped heads broadcast instead of being copied."""
+    b, h, _, d = q.shape
+    kv = k.shape[1]
+    q = q.view(b, kv, h // kv, 1, d)  # (batch, kv heads, queries per kv head, 1, head_dim)
+    scores = (q @ k.unsqueeze(2).transpose(-1, -2)) * d**-0.5  # (batch, kv, group, 1, keys)
+    if mask is not None:
+        scores = scores.masked_fill(~mask.unsqueeze(2), float("-inf"))  # mask: (batch, 1, 1, keys)
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
+    return (weights @ v.unsqueeze(2)).view(b, h, 1, d)  # (batch, heads, 1, head_dim)

@@ -1,0 +1,21 @@
+"""Tokenizers for the model zoo: GPT-2, Llama 3, Qwen3, GGUF-embedded BPE (SmolLM2) and BERT WordPiece.
+
+All byte-level BPE tokenizers share one implementation (:class:`BPETokenizer`, on tiktoken); the chat
+formats of instruct models live in :mod:`.chat`. Base models get no chat format.
+"""
+
+from .bpe import BPETokenizer
+from .chat import ChatFormat
+from .families import gguf_tokenizer, gpt2_tokenizer, llama3_tokenizer, qwen3_tokenizer, tokenizer_json_tokenizer
+from .wordpiece import WordPieceTokenizer
+
+__all__ = [
+    "BPETokenizer",
+    "ChatFormat",
+    "WordPieceTokenizer",
+    "gguf_tokenizer",
+    "gpt2_tokenizer",
+    "llama3_tokenizer",
+    "qwen3_tokenizer",
+    "tokenizer_json_tokenizer",
+]
