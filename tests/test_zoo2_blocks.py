@@ -13,8 +13,14 @@ from llms_from_scratch.models.checkpoint_hooks import dequantize_block_fp8
 from llms_from_scratch.nn import MLAConfig, MoEConfig, RingKVCache, RopeScaling, load_balancing_loss
 from llms_from_scratch.nn.moe import collect_router_logits, route
 from safetensors.torch import load_file, save_file
+from zoo_reference import one_thread
 
 SMALL = dict(vocab_size=256, emb_dim=32, n_layers=2, hidden_dim=48, context_length=256)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_thread()
 
 
 def random_model(cfg, seed: int = 0):

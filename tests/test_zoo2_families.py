@@ -22,7 +22,7 @@ from test_zoo_families import (  # noqa: E402, F401  (the same checks as zoo I, 
     test_greedy_continuation_matches,
     test_logits_match,
 )
-from zoo_reference import hf_config_for, randomize_  # noqa: E402
+from zoo_reference import hf_config_for, one_thread, randomize_  # noqa: E402
 
 SMALL = dict(vocab_size=512, emb_dim=64, n_layers=2, hidden_dim=96, context_length=128)
 _MLA = MLAConfig(kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12, q_lora_rank=24,
@@ -46,6 +46,11 @@ CASES = {
                                                     attention_factor=1.0),
     ),
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_thread()
 
 
 def zoo2_reference(cfg, seed: int = 0):

@@ -17,7 +17,7 @@ from llms_from_scratch.models import load_hf_checkpoint, save_hf_checkpoint
 from safetensors.torch import load_file, save_file
 
 transformers = pytest.importorskip("transformers")
-from zoo_reference import randomize_  # noqa: E402
+from zoo_reference import one_thread, randomize_  # noqa: E402
 
 SEQ_LENGTH = 32
 QWEN1_CONFIG = {  # Qwen-7B's config.json, shrunk
@@ -28,6 +28,11 @@ QWEN1_CONFIG = {  # Qwen-7B's config.json, shrunk
     "scale_attn_weights": True, "tie_word_embeddings": False, "eos_token_id": 151643,
 }
 PROMPTS = [[5, 17, 300, 42, 8, 99, 123, 7, 250, 3, 11], [401, 2, 77], [9, 8, 7, 6, 5, 4, 3]]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_thread()
 
 
 def qwen1_layout(qwen2_state: dict[str, torch.Tensor], n_layers: int) -> dict[str, torch.Tensor]:
