@@ -89,6 +89,15 @@ class KVCache:
         self.values[layer, :, :, self._start : end] = values
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
 
+    def rollback(self, n_tokens: int) -> None:
+        """Forget the newest ``n_tokens`` slots (speculative decoding drops a rejected draft this way)."""
+        end = self.length - n_tokens
+        if n_tokens < 0 or end < 0:
+            raise ValueError(f"cannot roll back {n_tokens} of {self.length} cached tokens")
+        self.next_position -= self.key_valid[:, end : self.length].sum(dim=-1)
+        self.key_valid[:, end : self.length] = False
+        self.length = self._start = end
+
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep only the given batch rows (e.g. to drop finished sequences)."""
         self.keys = self.keys[:, rows]

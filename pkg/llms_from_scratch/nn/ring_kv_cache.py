@@ -87,6 +87,9 @@ class RingKVCache(KVCache):
         v_buf[:, :, positions] = values[:, :, t - keep :]
         return k_all, v_all
 
+    def rollback(self, n_tokens: int) -> None:
+        raise ValueError("a ring-buffer cache cannot roll back: the dropped tokens overwrote older ones")
+
     def select_rows(self, rows: torch.Tensor) -> None:
         self.keys_per_layer = [k[rows] for k in self.keys_per_layer]
         self.values_per_layer = [v[rows] for v in self.values_per_layer]
