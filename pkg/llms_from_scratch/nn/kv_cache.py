@@ -46,6 +46,10 @@ class KVCache:
     def batch_size(self) -> int:
         return self.keys.shape[1]
 
+    def nbytes(self) -> int:
+        """Bytes held by the key/value buffers."""
+        return sum(t.numel() * t.element_size() for t in (self.keys, self.values))
+
     def reset(self) -> None:
         self.key_valid.zero_()
         self.next_position.zero_()
