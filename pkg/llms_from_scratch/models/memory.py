@@ -28,3 +28,32 @@ def kv_cache_bytes(cfg: ModelConfig, n_tokens: int, *, batch_size: int = 1, byte
         stored = n_tokens if window is None else min(window, n_tokens)
         total += stored * kv_numbers_per_token(cfg)
     return total * batch_size * bytes_per_number
+
+
+def parameter_counts(cfg: ModelConfig) -> dict[str, int]:
+    """Stored and active (per token) parameters of ``cfg``, counted on shape-only blocks (no memory used).
+
+    A mixture-of-experts layer stores all its experts but runs only ``n_experts_per_tok`` of them (plus the
+    router and any shared experts) for each token; everything else is active for every token.
+    """
+    import torch
+
+    from .decoder import TransformerBlock
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    with torch.device("meta"):
+        dense = TransformerBlock(cfg.replace(moe=None), 0)
+        moe_block = TransformerBlock(cfg, cfg.n_layers - 1) if cfg.moe is not None else None
+    n_moe = 0 if cfg.moe is None else cfg.n_layers - cfg.moe.first_dense_layers
+    embeddings = cfg.vocab_size * cfg.emb_dim * (1 if cfg.tie_embeddings else 2) + cfg.emb_dim  # + final norm
+    if cfg.learned_pos_emb:
+        embeddings += cfg.context_length * cfg.emb_dim
+    total = embeddings + (cfg.n_layers - n_moe) * count(dense)
+    active = total
+    if moe_block is not None:
+        idle = (cfg.moe.n_experts - cfg.moe.n_experts_per_tok) * count(moe_block.ff.experts[0])
+        total += n_moe * count(moe_block)
+        active += n_moe * (count(moe_block) - idle)
+    return {"total": total, "active": active}
