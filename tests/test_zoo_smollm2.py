@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from llms_from_scratch.generation import generate, left_pad
-from llms_from_scratch.models import load_pretrained, resolve
+from llms_from_scratch.cli.zoo import load_model_and_tokenizer
+from llms_from_scratch.generation import add_generate_arguments, cli_generate, generate, left_pad
+from llms_from_scratch.models import resolve
 
 transformers = pytest.importorskip("transformers")
 from zoo_reference import one_thread  # noqa: E402
@@ -34,7 +35,9 @@ def gguf_path():
 
 @pytest.fixture(scope="module")
 def ours():
-    return load_pretrained("smollm2-135m-instruct")
+    # the CLI's loader (it keeps the last model loaded, so the CLI test below reuses this one)
+    model, tokenizer = load_model_and_tokenizer("smollm2-135m-instruct", torch.device("cpu"), torch.float32)
+    return model, tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +99,15 @@ def test_batched_real_prompts_equal_single(ours):
     for row, prompt in enumerate(prompts):
         single = generate(model, torch.tensor([prompt]), 12, eos_ids=tokenizer.eos_ids)[0, len(prompt):].tolist()
         assert batched[row, ids.shape[1]: ids.shape[1] + len(single)].tolist() == single
+
+
+def test_cli_generate_answers_with_the_default_model(ours, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_generate_arguments(parser)
+    args = parser.parse_args(["-p", "What is the capital of France?", "--device", "cpu", "--dtype", "float32",
+                              "--max-new-tokens", "24", "--stream"])
+    assert args.model == "smollm2-135m-instruct"
+    assert cli_generate(args) == 0
+    assert capsys.readouterr().out == "The capital of France is Paris.\n"

@@ -163,3 +163,48 @@ def generate(
     ids = input_ids[None] if squeeze else input_ids
     out = torch.cat([ids, torch.stack(steps, dim=1)], dim=1) if steps else ids
     return out[0] if squeeze else out
+
+
+def add_generate_arguments(parser) -> None:
+    """The options of ``llms-from-scratch generate`` for zoo models (see :func:`cli_generate`)."""
+    from .cli.zoo import add_model_arguments, add_sampling_arguments
+
+    parser.add_argument("-p", "--prompt", required=True, help="the prompt (instruct models get their chat format)")
+    add_model_arguments(parser)
+    add_sampling_arguments(parser)
+    parser.add_argument("--stream", action="store_true", help="print tokens as they are generated")
+    parser.add_argument("--benchmark", action="store_true", help="print tokens/second to stderr")
+
+
+def cli_generate(args) -> int:
+    """``llms-from-scratch generate -m MODEL -p PROMPT``: print the generated text to stdout."""
+    import sys
+    import time
+
+    from .cli.zoo import TextStream, load_model_and_tokenizer, prompt_ids, resolve_device
+
+    device, dtype = resolve_device(args.device, args.dtype)
+    model, tokenizer = load_model_and_tokenizer(args.model, device, dtype)
+    ids = torch.tensor([prompt_ids(tokenizer, [{"role": "user", "content": args.prompt}])], device=device)
+    generator = torch.Generator(device=device).manual_seed(args.seed) if args.seed is not None else None
+    text_stream = TextStream(tokenizer)
+    n_new = 0
+    start = time.perf_counter()
+    for token in stream(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, eos_ids=tokenizer.eos_ids, generator=generator):
+        token_id = int(token[0])
+        if token_id in tokenizer.eos_ids:
+            break
+        n_new += 1
+        piece = text_stream.push(token_id)
+        if args.stream and piece:
+            print(piece, end="", flush=True)
+    elapsed = time.perf_counter() - start
+    if args.stream:
+        print()
+    else:
+        print(tokenizer.decode(text_stream.ids, skip_special=True))
+    if args.benchmark:
+        print(f"{n_new} tokens in {elapsed:.2f} s: {n_new / elapsed:.1f} tokens/s "
+              f"(prompt {ids.shape[1]} tokens, {device.type}, {str(dtype).removeprefix('torch.')})", file=sys.stderr)
+    return 0

@@ -16,6 +16,10 @@ from .. import __version__
 COMMANDS = (
     "env",
     "data",
+    "chat",
+    "serve",
+    "download",
+    "convert",
 )
 
 

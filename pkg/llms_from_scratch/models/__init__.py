@@ -10,6 +10,7 @@ from .decoder import DecoderLM, TransformerBlock
 from .encoder import EncoderMLM
 from .gguf_file import load_gguf, read_gguf_config
 from .loading import build_model, load_hf_checkpoint, read_hf_config, save_hf_checkpoint
+from .meta_llama import load_meta_llama_checkpoint
 from .pretrained import PRETRAINED, load_pretrained, resolve
 from .weights import WeightMap, WeightMismatchError
 
@@ -26,6 +27,7 @@ __all__ = [
     "list_models",
     "load_gguf",
     "load_hf_checkpoint",
+    "load_meta_llama_checkpoint",
     "load_pretrained",
     "read_gguf_config",
     "read_hf_config",

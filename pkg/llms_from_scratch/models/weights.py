@@ -151,7 +151,8 @@ def convert_to_ours(
                 break
         entry = table.get(key)
         if entry is None:
-            if not wmap.is_ignored(key):
+            stripped = [key[len(p):] for p in strip_prefixes if key.startswith(p)]
+            if not any(wmap.is_ignored(k) for k in [key, *stripped]):
                 unused.append(name)
             continue
         tensor = get_tensor(name)

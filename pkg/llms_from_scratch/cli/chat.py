@@ -1,0 +1,54 @@
+"""``llms-from-scratch chat``: a multi-turn conversation with an instruct model in the terminal."""
+
+from __future__ import annotations
+
+import sys
+
+
+def register(subparsers) -> None:
+    from .zoo import add_model_arguments, add_sampling_arguments
+
+    parser = subparsers.add_parser("chat", help="talk to an instruct model (multi-turn; /reset, /exit)")
+    add_model_arguments(parser)
+    add_sampling_arguments(parser)
+    parser.add_argument("--system", default=None, help="a system message that starts the conversation")
+    parser.set_defaults(func=_run)
+
+
+def _run(args) -> int:
+    import torch
+
+    from ..generation import stream
+    from .zoo import TextStream, fail, load_model_and_tokenizer, resolve_device
+
+    device, dtype = resolve_device(args.device, args.dtype)
+    model, tokenizer = load_model_and_tokenizer(args.model, device, dtype)
+    if getattr(tokenizer, "chat_format", None) is None:
+        return fail(f"{args.model} is a base model without a chat format; use `generate` instead")
+    start = [{"role": "system", "content": args.system}] if args.system else []
+    messages = list(start)
+    generator = torch.Generator(device=device).manual_seed(args.seed) if args.seed is not None else None
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            print("you> ", end="", flush=True)
+        line = sys.stdin.readline()
+        if not line or line.strip() == "/exit":
+            return 0
+        if line.strip() == "/reset":
+            messages = list(start)
+            continue
+        if not line.strip():
+            continue
+        messages.append({"role": "user", "content": line.rstrip("\n")})
+        ids = torch.tensor([tokenizer.encode(tokenizer.apply_chat_template(messages))], device=device)
+        text = TextStream(tokenizer)
+        if interactive:
+            print("model> ", end="", flush=True)
+        for token in stream(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, eos_ids=tokenizer.eos_ids, generator=generator):
+            if int(token[0]) in tokenizer.eos_ids:
+                break
+            print(text.push(int(token[0])), end="", flush=True)
+        print()
+        messages.append({"role": "assistant", "content": tokenizer.decode(text.ids, skip_special=True)})

