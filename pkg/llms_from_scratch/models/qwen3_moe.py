@@ -14,20 +14,20 @@ from ..nn.moe import MoEConfig
 from .checkpoint_hooks import check_expert_count
 from .config import ModelConfig, register_config
 from .family import Family, register_family
-from .hf_config import llama_like_to_hf, rope_from_hf, token_ids_from_hf
+from .hf_config import llama_like_to_hf
 from .qwen3 import WEIGHT_MAP as QWEN3_WEIGHT_MAP
+from .qwen3 import from_hf_config as qwen3_from_hf_config
+from .qwen3 import qwen3_config
 from .weights import WeightMap
 
 _TOKENS = (("bos_token_id", 151643), ("eos_token_id", 151645))
 
 
 def qwen3_moe_config(emb_dim: int, n_layers: int, n_heads: int, hidden_dim: int, moe_hidden_dim: int) -> ModelConfig:
-    return ModelConfig(
-        family="qwen3_moe", vocab_size=151936, context_length=40960, emb_dim=emb_dim, n_layers=n_layers,
-        n_heads=n_heads, n_kv_groups=4, head_dim=128, hidden_dim=hidden_dim, norm="rmsnorm", norm_eps=1e-6,
-        ffn="swiglu", rope_base=1_000_000.0, qk_norm=True, tie_embeddings=False, extra=_TOKENS,
-        moe=MoEConfig(n_experts=128, n_experts_per_tok=8, hidden_dim=moe_hidden_dim, scoring="softmax",
-                      norm_topk_prob=True),
+    # Qwen3's attention (4 key/value heads here) with 128 experts, top-8, renormalized, in every layer
+    return qwen3_config(emb_dim, n_layers, n_heads, hidden_dim, tie=False).replace(
+        family="qwen3_moe", n_kv_groups=4, extra=_TOKENS,
+        moe=MoEConfig(n_experts=128, n_experts_per_tok=8, hidden_dim=moe_hidden_dim, norm_topk_prob=True),
     )
 
 
@@ -51,20 +51,11 @@ def from_hf_config(c: dict[str, Any]) -> ModelConfig:
                          "not supported; the released models use a MoE block in every layer")
     if c.get("use_sliding_window"):
         raise ValueError("Qwen3-MoE with use_sliding_window=true is not supported")
-    base, scaling = rope_from_hf(c)
-    heads = c["num_attention_heads"]
-    return ModelConfig(
-        family="qwen3_moe", vocab_size=c["vocab_size"], context_length=c["max_position_embeddings"],
-        emb_dim=c["hidden_size"], n_layers=c["num_hidden_layers"], n_heads=heads,
-        n_kv_groups=c.get("num_key_value_heads") or heads, head_dim=c.get("head_dim") or 128,
-        hidden_dim=c["intermediate_size"], norm="rmsnorm", norm_eps=c.get("rms_norm_eps", 1e-6), ffn="swiglu",
-        rope_base=base, rope_scaling=scaling, qk_norm=True, qkv_bias=bool(c.get("attention_bias", False)),
-        out_bias=bool(c.get("attention_bias", False)), tie_embeddings=bool(c.get("tie_word_embeddings", False)),
-        extra=token_ids_from_hf(c),
+    return qwen3_from_hf_config(c).replace(
+        family="qwen3_moe",
         moe=MoEConfig(n_experts=c.get("num_experts") or c["num_local_experts"],  # transformers 5 saves the alias
-                      n_experts_per_tok=c["num_experts_per_tok"],
-                      hidden_dim=c["moe_intermediate_size"], scoring="softmax",
-                      norm_topk_prob=bool(c.get("norm_topk_prob", False))),
+                      n_experts_per_tok=c["num_experts_per_tok"], hidden_dim=c["moe_intermediate_size"],
+                      scoring="softmax", norm_topk_prob=bool(c.get("norm_topk_prob", False))),
     )
 
 
