@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 
 import tiktoken
 
+from ..data.tokenizer import GPT2_PATTERN  # noqa: F401  (re-exported: the GGUF and tokenizer.json loaders use it)
 from .bytes_map import token_bytes
 from .chat import ChatFormat
 
-GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
 # Llama 3 and Qwen: case-insensitive contractions, letters with one leading non-letter, numbers in runs of
 # at most three (Llama 3) or single digits (Qwen), newlines kept apart from other whitespace
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
