@@ -1,10 +1,22 @@
-"""Turn a :class:`ModelConfig` into the shared blocks it names (norm, feed-forward, attention)."""
+"""Turn a :class:`ModelConfig` into the shared blocks it names (norm, feed-forward, attention, KV cache)."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from ..nn import FeedForward, GroupedQueryAttention, LayerNorm, RMSNorm, SwiGLU
+from ..nn import (
+    FeedForward,
+    GroupedQueryAttention,
+    KVCache,
+    LayerNorm,
+    MoEFeedForward,
+    MultiHeadLatentAttention,
+    RingKVCache,
+    RMSNorm,
+    SwiGLU,
+)
+from ..nn.mla import yarn_mscale
 from .config import ModelConfig
 
 
@@ -14,13 +26,22 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
     return RMSNorm(cfg.emb_dim, eps=cfg.norm_eps)
 
 
-def make_ffn(cfg: ModelConfig) -> nn.Module:
+def make_ffn(cfg: ModelConfig, layer: int = 0) -> nn.Module:
+    # MoE models may keep dense SwiGLU blocks in their first layers (DeepSeek's first_k_dense_replace)
+    if cfg.moe is not None and layer >= cfg.moe.first_dense_layers:
+        return MoEFeedForward(cfg.emb_dim, cfg.moe)
     if cfg.ffn == "swiglu":
         return SwiGLU(cfg.emb_dim, cfg.hidden_dim, bias=cfg.ffn_bias)
     return FeedForward(cfg.emb_dim, cfg.hidden_dim, activation=cfg.ffn, bias=cfg.ffn_bias)
 
 
-def make_attention(cfg: ModelConfig, layer: int) -> GroupedQueryAttention:
+def make_attention(cfg: ModelConfig, layer: int) -> nn.Module:
+    if cfg.mla is not None:
+        scale = cfg.mla.qk_head_dim**-0.5
+        if cfg.rope_scaling is not None and cfg.mla.mscale_all_dim:
+            # YaRN checkpoints sharpen the softmax by mscale**2 (DeepSeek-V3: 1.3689**2)
+            scale *= yarn_mscale(cfg.rope_scaling.factor, cfg.mla.mscale_all_dim) ** 2
+        return MultiHeadLatentAttention(cfg.emb_dim, cfg.n_heads, cfg.mla, norm_eps=cfg.norm_eps, softmax_scale=scale)
     return GroupedQueryAttention(
         cfg.emb_dim,
         cfg.n_heads,
@@ -32,3 +53,22 @@ def make_attention(cfg: ModelConfig, layer: int) -> GroupedQueryAttention:
         sliding_window=cfg.layer_window(layer),
         drop_rate=cfg.drop_rate,
     )
+
+
+def make_cache(
+    cfg: ModelConfig, batch_size: int, max_length: int, *, dtype: torch.dtype, device: torch.device | str
+) -> KVCache:
+    """The KV cache a model with ``cfg`` needs for ``batch_size`` rows of up to ``max_length`` tokens.
+
+    * latent attention caches one latent (``kv_lora_rank``) and one shared RoPE key per token;
+    * a model with sliding-window layers gets a ring buffer of ``window`` tokens for each of those layers;
+    * otherwise every layer keeps ``max_length`` keys and values.
+    """
+    if cfg.mla is not None:
+        return KVCache(cfg.n_layers, batch_size, 1, cfg.mla.kv_lora_rank, max_length, dtype=dtype, device=device,
+                       value_dim=cfg.mla.qk_rope_head_dim)
+    windows = [cfg.layer_window(i) for i in range(cfg.n_layers)]
+    shape = (batch_size, cfg.resolved_kv_groups, cfg.resolved_head_dim, max_length)
+    if any(w is not None and w < max_length for w in windows):
+        return RingKVCache(windows, *shape, dtype=dtype, device=device)
+    return KVCache(cfg.n_layers, *shape, dtype=dtype, device=device)

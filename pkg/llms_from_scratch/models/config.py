@@ -12,9 +12,12 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..nn.mla import MLAConfig
+from ..nn.moe import MoEConfig
 from ..nn.rope import RopeScaling
 
-FAMILIES = ("gpt2", "llama", "qwen3", "bert")
+# zoo II (mistral, qwen1, qwen3_moe, deepseek) adds sliding-window caches, MoE and latent attention
+FAMILIES = ("gpt2", "llama", "qwen3", "bert", "mistral", "qwen1", "qwen3_moe", "deepseek")
 NORMS = ("layernorm", "rmsnorm")
 FFNS = ("gelu_tanh", "gelu", "swiglu")
 
@@ -47,6 +50,11 @@ class ModelConfig:
     tie_embeddings: bool = False
     type_vocab_size: int = 0  # BERT's segment embeddings
     drop_rate: float = 0.0
+    moe: MoEConfig | None = None  # mixture-of-experts feed-forward (Qwen3-MoE, DeepSeek); None = dense
+    mla: MLAConfig | None = None  # multi-head latent attention (DeepSeek) instead of grouped-query attention
+    # refuse positions >= context_length: the checkpoint would change RoPE/attention there (Qwen1's dynamic
+    # NTK and logN scaling), which this package does not implement
+    strict_context: bool = False
     extra: tuple[tuple[str, Any], ...] = field(default=(), compare=False)  # facts for export, e.g. token ids
 
     def __post_init__(self) -> None:
@@ -71,8 +79,8 @@ class ModelConfig:
                 problems.append(
                     f"emb_dim ({self.emb_dim}) is not divisible by n_heads ({self.n_heads}); set head_dim explicitly"
                 )
-        if not self.learned_pos_emb and self.resolved_head_dim % 2:
-            problems.append(f"RoPE needs an even head_dim, got {self.resolved_head_dim}")
+        if not self.learned_pos_emb and self.rope_dim % 2:
+            problems.append(f"RoPE needs an even head_dim, got {self.rope_dim}")
         if self.layer_types is not None:
             if len(self.layer_types) != self.n_layers:
                 problems.append(f"layer_types has {len(self.layer_types)} entries for {self.n_layers} layers")
@@ -112,6 +120,11 @@ class ModelConfig:
     def resolved_kv_groups(self) -> int:
         return self.n_kv_groups if self.n_kv_groups is not None else self.n_heads
 
+    @property
+    def rope_dim(self) -> int:
+        """Features per head that RoPE rotates (latent attention rotates only its decoupled part)."""
+        return self.mla.qk_rope_head_dim if self.mla is not None else self.resolved_head_dim
+
     def layer_window(self, layer: int) -> int | None:
         """The sliding window of ``layer``, or None for full attention."""
         if self.sliding_window is None:
@@ -150,7 +163,7 @@ def register_config(name: str, config: ModelConfig) -> ModelConfig:
 
 def _load_families() -> None:
     # the family modules register their configs on import
-    from . import bert, gpt2, llama, qwen3  # noqa: F401
+    from . import bert, deepseek, gpt2, llama, mistral, qwen1, qwen3, qwen3_moe  # noqa: F401
 
 
 def get_config(name: str, **overrides: Any) -> ModelConfig:

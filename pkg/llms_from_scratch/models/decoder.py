@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..nn import KVCache, RotaryEmbedding, build_attention_mask
-from .blocks import make_attention, make_ffn, make_norm
+from .blocks import make_attention, make_cache, make_ffn, make_norm
 from .config import ModelConfig
 
 
@@ -24,7 +24,7 @@ class TransformerBlock(nn.Module):
         self.norm1 = make_norm(cfg)
         self.att = make_attention(cfg, layer)
         self.norm2 = make_norm(cfg)
-        self.ff = make_ffn(cfg)
+        self.ff = make_ffn(cfg, layer)
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
     def forward(self, x, mask, rope, cache):
@@ -40,7 +40,7 @@ class DecoderLM(nn.Module):
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim) if cfg.learned_pos_emb else None
-        self.rope = None if cfg.learned_pos_emb else RotaryEmbedding(cfg.resolved_head_dim, cfg.rope_base, cfg.rope_scaling)
+        self.rope = None if cfg.learned_pos_emb else RotaryEmbedding(cfg.rope_dim, cfg.rope_base, cfg.rope_scaling)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.final_norm = make_norm(cfg)
@@ -55,10 +55,7 @@ class DecoderLM(nn.Module):
     def new_cache(self, batch_size: int, max_length: int) -> KVCache:
         """An empty KV cache for ``batch_size`` rows of up to ``max_length`` tokens, on the model's device."""
         p = self.tok_emb.weight
-        return KVCache(
-            self.cfg.n_layers, batch_size, self.cfg.resolved_kv_groups, self.cfg.resolved_head_dim, max_length,
-            dtype=p.dtype, device=p.device,
-        )
+        return make_cache(self.cfg, batch_size, max_length, dtype=p.dtype, device=p.device)
 
     def forward(
         self,
@@ -90,6 +87,13 @@ class DecoderLM(nn.Module):
             raise ValueError(
                 f"position {int(positions.max())} exceeds the learned position table ({self.cfg.context_length})"
             )
+        if self.cfg.strict_context and int(positions.max()) >= self.cfg.context_length:
+            raise ValueError(
+                f"the input reaches position {int(positions.max())}, beyond this {self.cfg.family} model's "
+                f"context_length {self.cfg.context_length}: there the original model switches on dynamic NTK RoPE "
+                "and logN attention scaling, which this package does not implement. Shorten the prompt (or "
+                "max_new_tokens) to stay within context_length tokens."
+            )
 
         x = self.tok_emb(input_ids)  # (batch, tokens, emb_dim)
         if self.pos_emb is not None:
@@ -103,7 +107,10 @@ class DecoderLM(nn.Module):
             if window not in masks:
                 # plain causal attention needs no explicit mask, which lets SDPA take its fastest path
                 needs_mask = has_padding or window is not None or (start > 0 and t > 1)
-                masks[window] = build_attention_mask(t, key_valid, sliding_window=window) if needs_mask else None
+                # a ring-buffer cache returns its keys out of order: it says which slot each key holds
+                valid, slots = cache.visible_keys(window) if cache is not None else (key_valid, None)
+                masks[window] = build_attention_mask(t, valid, sliding_window=window, key_slots=slots) if (
+                    needs_mask) else None
             x = block(x, masks[window], rope, cache)
 
         if last_token_only:

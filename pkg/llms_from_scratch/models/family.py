@@ -20,6 +20,9 @@ class Family:
     strip_prefixes: tuple[str, ...] = ()  # optional leading parts of checkpoint names (e.g. "transformer.")
     save_prefix: str = ""  # what ``save_pretrained`` writes in front of the mapped names (heads excepted)
     export_map: WeightMap | None = None  # when export must write only one of several accepted spellings
+    # optional hook run on the checkpoint before mapping: (names, get_tensor, config) -> (names, get_tensor);
+    # it may check consistency (expert counts) or rewrite tensors (DeepSeek's FP8 block dequantization)
+    prepare_checkpoint: Callable[..., tuple[list[str], Callable[[str], Any]]] | None = None
 
     @property
     def save_map(self) -> WeightMap:

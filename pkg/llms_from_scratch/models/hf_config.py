@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..nn.rope import RopeScaling
@@ -24,11 +25,18 @@ def rope_from_hf(c: dict[str, Any]) -> tuple[float, RopeScaling | None]:
     factor = spec.get("factor")
     if factor is None:
         factor = c["max_position_embeddings"] / original
+    attention_factor = spec.get("attention_factor")
+    if attention_factor is None and rope_type == "yarn" and spec.get("mscale") and spec.get("mscale_all_dim"):
+        # DeepSeek's YaRN: cos/sin are scaled by the ratio of two mscales (1.0 for DeepSeek-V3), as in transformers
+        def mscale(m: float) -> float:
+            return 1.0 if factor <= 1 else 0.1 * m * math.log(factor) + 1.0
+
+        attention_factor = mscale(spec["mscale"]) / mscale(spec["mscale_all_dim"])
     scaling_obj = RopeScaling(
         rope_type=rope_type, factor=float(factor), original_context_length=int(original),
         low_freq_factor=float(spec.get("low_freq_factor", 1.0)), high_freq_factor=float(spec.get("high_freq_factor", 4.0)),
         beta_fast=float(spec.get("beta_fast") or 32.0), beta_slow=float(spec.get("beta_slow") or 1.0),
-        attention_factor=spec.get("attention_factor"),
+        attention_factor=attention_factor,
     )
     return float(base), scaling_obj
 

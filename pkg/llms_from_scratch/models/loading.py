@@ -137,8 +137,11 @@ def load_hf_checkpoint(
             t = handles[name].get_tensor(name)
             return t.to(dtype) if dtype is not None and t.is_floating_point() else t
 
+        names = list(handles)
+        if family.prepare_checkpoint is not None:
+            names, get_tensor = family.prepare_checkpoint(names, get_tensor, cfg)
         state = convert_to_ours(
-            handles, get_tensor, family.weight_map, cfg, _expected_shapes(model),
+            names, get_tensor, family.weight_map, cfg, _expected_shapes(model),
             strip_prefixes=family.strip_prefixes, shared=_tied_names(model),
         )
     model = load_state_dict_into(model, state)

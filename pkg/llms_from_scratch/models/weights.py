@@ -9,7 +9,7 @@ A family file lists its mapping as data, for example::
                                          transpose=True),
     })
 
-``{}`` stands for the layer index. :func:`convert_to_ours` applies a map and checks coverage both ways:
+``{}`` stands for the layer index and ``{e}`` for the expert index of a mixture-of-experts layer. :func:`convert_to_ours` applies a map and checks coverage both ways:
 every checkpoint tensor must be used (or explicitly ignored) and every model tensor must be produced, and
 each shape must fit. :func:`convert_to_hf` runs the same map backwards for export.
 """
@@ -56,10 +56,10 @@ class WeightMap:
         # ignored checkpoint tensors: buffers and heads the model does not use (regular expressions)
         self.ignore = tuple(re.compile(p) for p in ignore)
 
-    def expand(self, n_layers: int) -> dict[str, Rename | Split]:
-        """Concrete checkpoint name -> entry, with ``{}`` filled in for every layer."""
+    def expand(self, n_layers: int, n_experts: int = 0) -> dict[str, Rename | Split]:
+        """Concrete checkpoint name -> entry, with ``{}`` filled in for every layer (``{e}``: every expert)."""
         out: dict[str, Rename | Split] = {}
-        for hf, entry in self.entries.items():
+        for hf, entry in _expand_experts(self.entries, n_experts).items():
             layers = range(n_layers) if "{}" in hf else [None]
             for i in layers:
                 index = "" if i is None else str(i)
@@ -71,8 +71,27 @@ class WeightMap:
                     out[hf.replace("{}", index)] = Split(ours_parts, entry.transpose)
         return out
 
+    def expand_for(self, cfg: ModelConfig) -> dict[str, Rename | Split]:
+        return self.expand(cfg.n_layers, cfg.moe.n_experts if cfg.moe is not None else 0)
+
     def is_ignored(self, name: str) -> bool:
         return any(p.fullmatch(name) for p in self.ignore)
+
+
+def _expand_experts(entries: Mapping[str, Rename | Split], n_experts: int) -> dict[str, Rename | Split]:
+    out: dict[str, Rename | Split] = {}
+    for hf, entry in entries.items():
+        if "{e}" not in hf:
+            out[hf] = entry
+            continue
+        for e in range(n_experts):
+            if isinstance(entry, Rename):
+                out[hf.replace("{e}", str(e))] = Rename(entry.ours.replace("{e}", str(e)), entry.transpose,
+                                                        entry.rope_permute)
+            else:
+                out[hf.replace("{e}", str(e))] = Split(tuple(o.replace("{e}", str(e)) for o in entry.ours),
+                                                       entry.transpose)
+    return out
 
 
 class WeightMismatchError(ValueError):
@@ -120,7 +139,7 @@ def convert_to_ours(
     checkpoint. ``shared`` model names are tied to another tensor: a checkpoint copy of them is accepted
     and dropped (tied output heads). Raises :class:`WeightMismatchError` listing every problem.
     """
-    table = wmap.expand(cfg.n_layers)
+    table = wmap.expand_for(cfg)
     shared = set(shared)
     out: dict[str, torch.Tensor] = {}
     unused, bad_shapes = [], []
@@ -174,7 +193,7 @@ def convert_to_hf(
     """Run the map backwards: model state dict -> checkpoint tensors (``skip`` drops checkpoint names)."""
     skip = set(skip)
     out = {}
-    for hf_name, entry in wmap.expand(cfg.n_layers).items():
+    for hf_name, entry in wmap.expand_for(cfg).items():
         if hf_name in skip:
             continue
         if isinstance(entry, Split):

@@ -7,7 +7,10 @@ Nothing in here knows a model's name: a family is a configuration that picks amo
 from .attention import GroupedQueryAttention, build_attention_mask
 from .ffn import FeedForward, SwiGLU
 from .kv_cache import KVCache
+from .mla import MLAConfig, MultiHeadLatentAttention
+from .moe import MoEConfig, MoEFeedForward, load_balancing_loss
 from .norms import LayerNorm, RMSNorm
+from .ring_kv_cache import RingKVCache
 from .rope import RopeScaling, RotaryEmbedding, apply_rope, rope_inv_freq
 
 __all__ = [
@@ -15,11 +18,17 @@ __all__ = [
     "GroupedQueryAttention",
     "KVCache",
     "LayerNorm",
+    "MLAConfig",
+    "MoEConfig",
+    "MoEFeedForward",
+    "MultiHeadLatentAttention",
     "RMSNorm",
+    "RingKVCache",
     "RopeScaling",
     "RotaryEmbedding",
     "SwiGLU",
     "apply_rope",
     "build_attention_mask",
+    "load_balancing_loss",
     "rope_inv_freq",
 ]

@@ -27,6 +27,7 @@ def build_attention_mask(
     *,
     causal: bool = True,
     sliding_window: int | None = None,
+    key_slots: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Boolean mask (batch, 1, queries, keys), True where a query may attend to a key.
 
@@ -34,10 +35,14 @@ def build_attention_mask(
     slots. A key is visible if it is valid, not in the future (causal) and, with a window ``W``, one of the
     last ``W`` slots up to and including the query. Every query also sees itself, so a padding query never
     has an empty row (its output is ignored, but an empty row would put NaNs into the batch).
+    ``key_slots`` (keys,) gives each key's absolute slot when the keys are not simply slots 0, 1, ... (a
+    ring-buffer cache returns its ring first, then the new tokens).
     """
     n_keys = key_valid.shape[1]
-    q_slots = torch.arange(n_keys - n_queries, n_keys, device=key_valid.device)[:, None]  # (queries, 1)
-    k_slots = torch.arange(n_keys, device=key_valid.device)[None, :]  # (1, keys)
+    if key_slots is None:
+        key_slots = torch.arange(n_keys, device=key_valid.device)
+    q_slots = key_slots[-n_queries:][:, None]  # (queries, 1)
+    k_slots = key_slots[None, :]  # (1, keys)
     allowed = torch.ones(n_queries, n_keys, dtype=torch.bool, device=key_valid.device)
     if causal:
         allowed = k_slots <= q_slots

@@ -29,10 +29,13 @@ class KVCache:
         *,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        value_dim: int | None = None,
     ) -> None:
+        # value_dim != head_dim: multi-head latent attention stores its latent as "keys" and its shared
+        # RoPE key as "values" (see nn/mla.py)
         shape = (n_layers, batch_size, n_kv_groups, max_length, head_dim)
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape[:-1] + (value_dim or head_dim,), dtype=dtype, device=device)
         self.key_valid = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)
         self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.max_length = max_length
@@ -42,6 +45,10 @@ class KVCache:
     @property
     def batch_size(self) -> int:
         return self.keys.shape[1]
+
+    def nbytes(self) -> int:
+        """Bytes held by the key/value buffers."""
+        return sum(t.numel() * t.element_size() for t in (self.keys, self.values))
 
     def reset(self) -> None:
         self.key_valid.zero_()
@@ -74,12 +81,26 @@ class KVCache:
         self._start = start
         return start, positions
 
+    def visible_keys(self, window: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validity (batch, keys) and absolute slots (keys,) of the keys :meth:`write` returns for a layer
+        with this sliding ``window``; slots None means "slot i is key i" (this cache stores every slot)."""
+        return self.key_valid[:, : self.length], None
+
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Store one layer's new keys/values (batch, n_kv_groups, tokens, head_dim); return all cached so far."""
         end = self._start + keys.shape[2]
         self.keys[layer, :, :, self._start : end] = keys
         self.values[layer, :, :, self._start : end] = values
         return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def rollback(self, n_tokens: int) -> None:
+        """Forget the newest ``n_tokens`` slots (speculative decoding drops a rejected draft this way)."""
+        end = self.length - n_tokens
+        if n_tokens < 0 or end < 0:
+            raise ValueError(f"cannot roll back {n_tokens} of {self.length} cached tokens")
+        self.next_position -= self.key_valid[:, end : self.length].sum(dim=-1)
+        self.key_valid[:, end : self.length] = False
+        self.length = self._start = end
 
     def select_rows(self, rows: torch.Tensor) -> None:
         """Keep only the given batch rows (e.g. to drop finished sequences)."""

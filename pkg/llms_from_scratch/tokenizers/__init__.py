@@ -7,6 +7,7 @@ formats of instruct models live in :mod:`.chat`. Base models get no chat format.
 from .bpe import BPETokenizer
 from .chat import ChatFormat
 from .families import gguf_tokenizer, gpt2_tokenizer, llama3_tokenizer, qwen3_tokenizer, tokenizer_json_tokenizer
+from .qwen1 import qwen1_tokenizer
 from .wordpiece import WordPieceTokenizer
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "gguf_tokenizer",
     "gpt2_tokenizer",
     "llama3_tokenizer",
+    "qwen1_tokenizer",
     "qwen3_tokenizer",
     "tokenizer_json_tokenizer",
 ]

@@ -1,0 +1,59 @@
+"""How much memory a model's KV cache needs: estimators that the caches' real sizes are checked against.
+
+Per token and layer a cache stores:
+
+* multi-head / grouped-query attention: keys and values of ``n_kv_groups`` heads, ``2 * n_kv_groups * head_dim``
+  numbers (MHA is the case ``n_kv_groups = n_heads``, MQA ``n_kv_groups = 1``);
+* multi-head latent attention: one latent and one shared RoPE key, ``kv_lora_rank + qk_rope_head_dim`` numbers;
+* a sliding-window layer stores at most ``sliding_window`` tokens, however long the sequence grows.
+"""
+
+from __future__ import annotations
+
+from .config import ModelConfig
+
+
+def kv_numbers_per_token(cfg: ModelConfig) -> int:
+    """Numbers one token adds to one layer's cache."""
+    if cfg.mla is not None:
+        return cfg.mla.kv_lora_rank + cfg.mla.qk_rope_head_dim
+    return 2 * cfg.resolved_kv_groups * cfg.resolved_head_dim
+
+
+def kv_cache_bytes(cfg: ModelConfig, n_tokens: int, *, batch_size: int = 1, bytes_per_number: int = 2) -> int:
+    """Bytes of KV cache for ``n_tokens`` tokens of ``batch_size`` sequences (default 2 bytes: bf16/fp16)."""
+    total = 0
+    for layer in range(cfg.n_layers):
+        window = cfg.layer_window(layer)
+        stored = n_tokens if window is None else min(window, n_tokens)
+        total += stored * kv_numbers_per_token(cfg)
+    return total * batch_size * bytes_per_number
+
+
+def parameter_counts(cfg: ModelConfig) -> dict[str, int]:
+    """Stored and active (per token) parameters of ``cfg``, counted on shape-only blocks (no memory used).
+
+    A mixture-of-experts layer stores all its experts but runs only ``n_experts_per_tok`` of them (plus the
+    router and any shared experts) for each token; everything else is active for every token.
+    """
+    import torch
+
+    from .decoder import TransformerBlock
+
+    def count(module: torch.nn.Module) -> int:
+        return sum(p.numel() for p in module.parameters())
+
+    with torch.device("meta"):
+        dense = TransformerBlock(cfg.replace(moe=None), 0)
+        moe_block = TransformerBlock(cfg, cfg.n_layers - 1) if cfg.moe is not None else None
+    n_moe = 0 if cfg.moe is None else cfg.n_layers - cfg.moe.first_dense_layers
+    embeddings = cfg.vocab_size * cfg.emb_dim * (1 if cfg.tie_embeddings else 2) + cfg.emb_dim  # + final norm
+    if cfg.learned_pos_emb:
+        embeddings += cfg.context_length * cfg.emb_dim
+    total = embeddings + (cfg.n_layers - n_moe) * count(dense)
+    active = total
+    if moe_block is not None:
+        idle = (cfg.moe.n_experts - cfg.moe.n_experts_per_tok) * count(moe_block.ff.experts[0])
+        total += n_moe * count(moe_block)
+        active += n_moe * (count(moe_block) - idle)
+    return {"total": total, "active": active}
