@@ -13,6 +13,7 @@ Cases (all on the same batch of random token ids, all starting from the same wei
 
 - ours: eager fp32 | bf16 autocast | fused AdamW | torch.compile | compile + bf16 | all combined
 - transformers ``GPT2LMHeadModel`` with our weights copied in: eager fp32 | bf16 autocast | compile | compile + bf16
+- ``FastGPTModel`` (``fast_gpt.py``: the book's modules and weights, fused kernels in ``forward``): eager fp32 | bf16
 
 Both models use the plain ``torch.optim.AdamW`` (lr 4e-4, weight decay 0.1, the book's settings) unless a case
 says "fused", and the same loss code. ``torch.compile`` compiles forward + loss; backward runs the compiled
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from fast_gpt import FastGPTModel
 from llms_from_scratch.ch04 import GPT_CONFIG_124M, GPTModel
 
 HERE = Path(__file__).resolve().parent
@@ -81,19 +84,27 @@ def build_ours(cfg: dict[str, Any], seed: int = 123) -> GPTModel:
     return GPTModel(cfg)
 
 
+def _import_transformers():
+    # transformers imports tqdm.auto, which warns inside notebooks without ipywidgets; the warning is noise here
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import transformers
+    return transformers
+
+
 def build_transformers(cfg: dict[str, Any]) -> nn.Module:
     """A ``GPT2LMHeadModel`` of the same shape as ``GPTModel(cfg)`` (untied output head, like ours), wrapped."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+    transformers = _import_transformers()
 
     if not cfg["qkv_bias"]:
         raise ValueError("GPT2LMHeadModel always has query/key/value biases; use a config with qkv_bias=True")
-    hf_cfg = GPT2Config(
+    hf_cfg = transformers.GPT2Config(
         vocab_size=cfg["vocab_size"], n_positions=cfg["context_length"], n_embd=cfg["emb_dim"],
         n_layer=cfg["n_layers"], n_head=cfg["n_heads"], resid_pdrop=cfg["drop_rate"], embd_pdrop=cfg["drop_rate"],
         attn_pdrop=cfg["drop_rate"], layer_norm_epsilon=1e-5, activation_function="gelu_new",
         tie_word_embeddings=False,
     )
-    return HFLogits(GPT2LMHeadModel(hf_cfg))
+    return HFLogits(transformers.GPT2LMHeadModel(hf_cfg))
 
 
 @torch.no_grad()
@@ -169,7 +180,7 @@ class Case:
     """One way of running the training step; ``model`` and ``optimizer`` may be shared with other cases."""
 
     name: str
-    family: str  # "ours" or "transformers"
+    family: str  # "ours", "fast variant" or "transformers"
     model: nn.Module
     optimizer: torch.optim.Optimizer
     bf16: bool = False
@@ -265,6 +276,11 @@ def build_cases(cfg: dict[str, Any], device: torch.device, compile: bool = True,
         hf_opt = make_optimizer(hf)
         cases.insert(1, Case("transformers eager fp32", "transformers", hf, hf_opt))
         cases.insert(3, Case("transformers eager bf16", "transformers", hf, hf_opt, bf16=True))
+        fast = FastGPTModel(cfg).to(device)
+        fast.load_state_dict(ours.state_dict())  # same weights: the variant keeps the book's parameter names
+        fast_opt = make_optimizer(fast)
+        cases.insert(4, Case("fast variant eager fp32", "fast variant", fast, fast_opt))
+        cases.insert(5, Case("fast variant eager bf16", "fast variant", fast, fast_opt, bf16=True))
     if compile:
         # one compiled callable per model; dynamo keeps one graph per autocast state (fp32 / bf16)
         ours_compiled = torch.compile(loss_of)
@@ -280,6 +296,34 @@ def build_cases(cfg: dict[str, Any], device: torch.device, compile: bool = True,
         cases += [Case("ours all: compiled bf16 fused AdamW", "ours", ours, fused, bf16=True, compiled=True,
                        loss_fn=ours_compiled)]
     return cases
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2: the profiler's C++ layer writes start/stop markers there, past ``sys.stderr``."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def profile_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor,
+                 bf16: bool = False, top: int = 12) -> list[tuple[str, float, float]]:
+    """Where one (warm) training step spends its time: ``(op name, self ms, share of the step)``, largest first."""
+    from torch.profiler import ProfilerActivity, profile
+
+    train_step(model, optimizer, inputs, targets, bf16)  # warm-up, so that the profile shows the steady state
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
+        train_step(model, optimizer, inputs, targets, bf16)
+    events = [(e.key, e.self_cpu_time_total / 1e3) for e in prof.key_averages()]
+    total = sum(ms for _, ms in events)
+    events.sort(key=lambda e: -e[1])
+    return [(name, ms, ms / total) for name, ms in events[:top]]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -320,7 +364,7 @@ def measure_allocator(config: str, batch_size: int, seq_len: int, rounds: int, s
 
 
 def machine_info() -> dict[str, Any]:
-    import transformers
+    transformers = _import_transformers()
 
     cpu = "unknown"
     flags: set[str] = set()
@@ -366,12 +410,13 @@ def run_benchmark(config: str = "small", batch_size: int = 4, seq_len: int = 256
 
     by_name = {c.name: c for c in cases}
     ratios = {}
-    for mode in ("eager fp32", "eager bf16", "compiled fp32", "compiled bf16"):
-        ours, peer = by_name.get(f"ours {mode}"), by_name.get(f"transformers {mode}")
-        if ours and peer:
-            # neighbouring blocks of the same round form a pair; the median of the pairs resists drift
-            per_round = [a / b for a, b in zip(ours.tokens_per_s, peer.tokens_per_s)]
-            ratios[mode] = summarize(per_round) | {"per_round": per_round}
+    for family, prefix in (("ours", ""), ("fast variant", "fast variant ")):
+        for mode in ("eager fp32", "eager bf16", "compiled fp32", "compiled bf16"):
+            ours, peer = by_name.get(f"{family} {mode}"), by_name.get(f"transformers {mode}")
+            if ours and peer:
+                # blocks of the same round ran close together; the median of the per-round ratios resists drift
+                per_round = [a / b for a, b in zip(ours.tokens_per_s, peer.tokens_per_s)]
+                ratios[prefix + mode] = summarize(per_round) | {"per_round": per_round}
     return {
         "config": config, "model_config": cfg, "parameters": n_params, "batch_size": batch_size, "seq_len": seq_len,
         "rounds": rounds, "steps_per_round": steps, "warmup_steps": warmup, "device": str(dev),
@@ -402,7 +447,7 @@ def format_table(results: dict[str, Any]) -> str:
     if results["ratios_ours_over_transformers"]:
         lines += ["", "ours / transformers (median of per-round ratios, min-max; goal >= 1.10):"]
         for mode, r in results["ratios_ours_over_transformers"].items():
-            lines.append(f"  {mode:<14} {r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})")
+            lines.append(f"  {mode:<26} {r['median']:.2f}x ({r['min']:.2f}-{r['max']:.2f})")
     if results["allocator"]:
         a = results["allocator"]
         lines += ["", "glibc allocator, ours eager fp32 in child processes:",
@@ -424,7 +469,8 @@ def plot_results(results: dict[str, Any], path: str | Path | None = None):
     cases = results["cases"][::-1]  # first case on top
     medians = [c["median"] for c in cases]
     errors = [[c["median"] - c["min"] for c in cases], [c["max"] - c["median"] for c in cases]]
-    colors = ["tab:blue" if c["family"] == "ours" else "tab:orange" for c in cases]
+    palette = {"ours": "tab:blue", "fast variant": "tab:green", "transformers": "tab:orange"}
+    colors = [palette[c["family"]] for c in cases]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(cases) + 1.2))
     ax.barh([c["name"] for c in cases], medians, xerr=errors, color=colors, capsize=3)
     ax.set_xlabel("training tokens / second (median, min-max)")
