@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from fast_gpt import FastGPTModel
+
 from llms_from_scratch.ch04 import GPT_CONFIG_124M, GPTModel
 
 HERE = Path(__file__).resolve().parent

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from llms_from_scratch.ch03 import MultiHeadAttention
 from llms_from_scratch.ch04 import GPTModel, LayerNorm, TransformerBlock
 
