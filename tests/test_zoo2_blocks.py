@@ -8,12 +8,13 @@ import math
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+from zoo_reference import one_thread
+
 from llms_from_scratch.models import build_model, get_config, load_hf_checkpoint, save_hf_checkpoint
 from llms_from_scratch.models.checkpoint_hooks import dequantize_block_fp8
 from llms_from_scratch.nn import MLAConfig, MoEConfig, RingKVCache, RopeScaling, load_balancing_loss
 from llms_from_scratch.nn.moe import collect_router_logits, route
-from safetensors.torch import load_file, save_file
-from zoo_reference import one_thread
 
 SMALL = dict(vocab_size=256, emb_dim=32, n_layers=2, hidden_dim=48, context_length=256)
 

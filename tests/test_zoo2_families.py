@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llms_from_scratch.models import get_config, load_hf_checkpoint, save_hf_checkpoint
 from llms_from_scratch.nn import MLAConfig, MoEConfig, RopeScaling
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+from test_zoo2_blocks import random_model
+from zoo_reference import one_thread
+
 from llms_from_scratch.generation import generate
 from llms_from_scratch.models import get_config, load_hf_checkpoint, save_hf_checkpoint
 from llms_from_scratch.models.mtp import MultiTokenPredictor, generate_self_speculative, load_mtp, mtp_hf_tensors
 from llms_from_scratch.nn import MLAConfig, MoEConfig, RopeScaling
-from safetensors.torch import load_file, save_file
-from test_zoo2_blocks import random_model
-from zoo_reference import one_thread
 
 CFG = get_config(
     "deepseek-v3", vocab_size=256, emb_dim=32, n_layers=2, hidden_dim=48, context_length=256, n_heads=4,

@@ -12,9 +12,10 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
+
 from llms_from_scratch.generation import generate, left_pad
 from llms_from_scratch.models import load_hf_checkpoint, save_hf_checkpoint
-from safetensors.torch import load_file, save_file
 
 transformers = pytest.importorskip("transformers")
 from zoo_reference import one_thread, randomize_  # noqa: E402

@@ -12,6 +12,7 @@ import base64
 import json
 
 import pytest
+
 from llms_from_scratch.data import fetch
 from llms_from_scratch.tokenizers import qwen1_tokenizer, qwen3_tokenizer
 from llms_from_scratch.tokenizers.bytes_map import token_bytes

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from llms_from_scratch.models import build_model, get_config
 from llms_from_scratch.models.blocks import make_cache
 from llms_from_scratch.models.memory import kv_cache_bytes, parameter_counts

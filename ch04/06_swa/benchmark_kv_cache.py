@@ -16,6 +16,7 @@ import statistics
 import time
 
 import torch
+
 from llms_from_scratch.models import get_config
 from llms_from_scratch.models.blocks import make_cache
 from llms_from_scratch.models.memory import kv_cache_bytes, kv_numbers_per_token
@@ -50,6 +51,7 @@ def memory_table(tokens_measured: int, contexts: list[int]) -> None:
 
 def decode_speed(prompt_len: int, new_tokens: int, rounds: int) -> None:
     import transformers
+
     from llms_from_scratch.generation import generate
     from llms_from_scratch.models import load_hf_checkpoint
 
