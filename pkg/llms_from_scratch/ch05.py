@@ -81,8 +81,11 @@ def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model
 
 
 def calc_loss_loader(data_loader: Iterable, model: nn.Module, device: torch.device | str,
-                     num_batches: int | None = None) -> float:
+                     num_batches: int | None = None, loss_fn=None) -> float:
     """Average :func:`calc_loss_batch` over the first ``num_batches`` batches (all of them by default).
+
+    ``loss_fn(input_batch, target_batch, model, device)`` replaces the per-batch loss; chapter 6 passes its
+    classification loss, so both chapters share this loop.
 
     An empty loader gives ``nan``, as the book's version does, so a too-small validation split shows up as
     ``nan`` in the printed losses rather than as a crash.
@@ -90,11 +93,12 @@ def calc_loss_loader(data_loader: Iterable, model: nn.Module, device: torch.devi
     if len(data_loader) == 0:
         return float("nan")
     num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
+    loss_fn = calc_loss_batch if loss_fn is None else loss_fn
     total_loss = 0.0
     for i, (input_batch, target_batch) in enumerate(data_loader):
         if i >= num_batches:
             break
-        total_loss += calc_loss_batch(input_batch, target_batch, model, device).item()
+        total_loss += loss_fn(input_batch, target_batch, model, device).item()
     return total_loss / num_batches
 
 

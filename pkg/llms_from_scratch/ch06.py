@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from . import ch05
 from .data import fetch
 
 LABELS = {"ham": 0, "spam": 1}
@@ -214,16 +215,11 @@ def calc_loss_batch(input_batch: torch.Tensor, target_batch: torch.Tensor, model
 
 
 def calc_loss_loader(data_loader: DataLoader, model: nn.Module, device, num_batches: int | None = None) -> float:
-    """Mean of :func:`calc_loss_batch` over the first ``num_batches`` batches (all when ``None``)."""
-    if len(data_loader) == 0:
-        return float("nan")
-    num_batches = len(data_loader) if num_batches is None else min(num_batches, len(data_loader))
-    total = 0.0
-    for i, (input_batch, target_batch) in enumerate(data_loader):
-        if i >= num_batches:
-            break
-        total += calc_loss_batch(input_batch, target_batch, model, device).item()
-    return total / num_batches
+    """Mean of :func:`calc_loss_batch` over the first ``num_batches`` batches (all when ``None``).
+
+    The loop is chapter 5's; only the per-batch loss (last token's class logits) differs.
+    """
+    return ch05.calc_loss_loader(data_loader, model, device, num_batches, loss_fn=calc_loss_batch)
 
 
 def evaluate_model(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, device, eval_iter: int):
