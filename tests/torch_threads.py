@@ -7,13 +7,24 @@ Use it in a test module with ``pytestmark = pytest.mark.usefixtures("one_thread"
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
 
-@pytest.fixture(scope="module")
-def one_thread():
+@contextlib.contextmanager
+def single_thread():
+    """Run the block on one PyTorch thread, then restore the previous setting."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    with single_thread():
+        yield

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch_threads import single_thread
 
 from llms_from_scratch.models.family import get_family
 
@@ -43,9 +44,6 @@ def hf_reference(cfg, seed: int = 0, masked_lm: bool = False):
 
 
 def one_thread():
-    """Module fixture body: tiny models run faster on one thread, and far faster when other processes
-    compete for the cores (idle OpenMP workers spin); restores the previous setting afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    """Module fixture body (see torch_threads.single_thread): tiny models run faster on one thread."""
+    with single_thread():
+        yield
