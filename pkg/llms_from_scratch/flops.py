@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from llms_from_scratch.ch04 import GPT_CONFIG_124M
+from llms_from_scratch.gpt2_weights import GPT2_BOOK_NAMES, GPT2_MODEL_CONFIGS
 
 __all__ = [
     "GPT2_SIZES",
@@ -34,12 +35,10 @@ __all__ = [
     "six_n_t",
 ]
 
-# the four published GPT-2 sizes; everything else as in GPT_CONFIG_124M
+# the four published GPT-2 sizes under the book's names, e.g. "gpt2-xl (1558M)"; everything else as in
+# GPT_CONFIG_124M. The numbers come from gpt2_weights, the one table of the sizes.
 GPT2_SIZES: dict[str, dict[str, int]] = {
-    "gpt2-small (124M)": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
-    "gpt2-medium (355M)": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
-    "gpt2-large (774M)": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
-    "gpt2-xl (1558M)": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
+    GPT2_BOOK_NAMES[size]: dict(dims) for size, dims in GPT2_MODEL_CONFIGS.items()
 }
 
 

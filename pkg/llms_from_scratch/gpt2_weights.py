@@ -32,7 +32,8 @@ GPT2_BASE_CONFIG = {
     "qkv_bias": True,        # OpenAI's c_attn has a bias
 }
 
-# Per size: width, depth and heads (the head size is 64 in every one).
+# Per size: width, depth and heads (the head size is 64 in every one). This is the project's one table of the
+# four sizes: flops.GPT2_SIZES (chapter 4's names) and the pretrain command derive from it.
 GPT2_MODEL_CONFIGS = {
     "124M": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
     "355M": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
@@ -40,7 +41,15 @@ GPT2_MODEL_CONFIGS = {
     "1558M": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
 }
 
-# The book names the sizes "gpt2-small (124M)" etc.; the hub repositories use these suffixes.
+# The book names the sizes "gpt2-small (124M)" etc. (chapter 4's exercise, chapter 5's model_configs).
+GPT2_BOOK_NAMES = {
+    "124M": "gpt2-small (124M)",
+    "355M": "gpt2-medium (355M)",
+    "774M": "gpt2-large (774M)",
+    "1558M": "gpt2-xl (1558M)",
+}
+
+# The hub repositories of the four sizes.
 _HUB_REPOS = {
     "124M": "openai-community/gpt2",
     "355M": "openai-community/gpt2-medium",
