@@ -70,7 +70,8 @@ def gpt2_config(model_size: str) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 
 # sha256 = the Hub's Git LFS object id of each file, as the Hub's file pages show it. Sizes are given where a
-# byte-exact figure was published; where it was not, the data layer checks the checksum alone.
+# byte-exact figure was published; where it was not, the data layer checks the checksum alone. For 774M and
+# 1558M the Hub's file pages list these object ids with rounded sizes only (3.25 GB, 6.43 GB).
 _CHECKSUMS = {
     "124M": ("248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707", 548_105_171),
     "355M": ("fc5a354a19255ad494f3d71549390baca1ccf61d1d822b9408971705c687c9cd", 1_519_984_962),
