@@ -137,7 +137,10 @@ class SentencePieceBPETokenizer:
         ids: list[int] = []
         for chunk in chunks:
             for piece in self._bpe(chunk):
-                ids += self._piece_ids(piece)
+                piece_ids = self._piece_ids(piece)
+                if piece_ids == [self.unk_id] and ids[-1:] == piece_ids:
+                    continue  # without byte fallback, a run of unknown pieces becomes one unknown id
+                ids += piece_ids
         return ids
 
     def _pair_priority(self, left: str, right: str) -> float | None:
