@@ -89,3 +89,20 @@ class ChatFormat:
             else:
                 out += f" {content}</s>"
         return out
+
+
+class ChatTemplateMixin:
+    """``apply_chat_template`` for tokenizers with a ``name`` and a ``chat_format`` (None for base models)."""
+
+    name: str
+    chat_format: ChatFormat | None
+
+    def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
+                            **options) -> str:
+        """Render a conversation in the model's chat format (instruct / chat models only)."""
+        if self.chat_format is None:
+            raise ValueError(
+                f"{self.name} is a base model's tokenizer and has no chat format; "
+                "encode the prompt as plain text, or use the instruct model's tokenizer"
+            )
+        return self.chat_format.render(messages, add_generation_prompt=add_generation_prompt, **options)

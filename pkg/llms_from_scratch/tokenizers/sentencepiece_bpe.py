@@ -25,14 +25,14 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from .chat import ChatFormat
+from .chat import ChatFormat, ChatTemplateMixin
 from .sentencepiece_model import BPE, BYTE, CONTROL, NORMAL, UNKNOWN, UNUSED, USER_DEFINED, read_sentencepiece_model
 
 SPACE = "\u2581"  # "▁", SentencePiece's visible space
 UNKNOWN_SURFACE = " \u2047 "  # what SentencePiece prints for an unknown piece: " ⁇ "
 
 
-class SentencePieceBPETokenizer:
+class SentencePieceBPETokenizer(ChatTemplateMixin):
     """Encode text to ids and back with a SentencePiece-style BPE vocabulary.
 
     ``pieces`` (index = id) and ``types`` (the ``sentencepiece_model`` constants) describe the vocabulary.
@@ -269,16 +269,6 @@ class SentencePieceBPETokenizer:
 
     def is_special(self, token_id: int) -> bool:
         return self.types[token_id] in (CONTROL, UNKNOWN)
-
-    def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
-                            **options) -> str:
-        """Render a conversation in the model's chat format (chat / instruct models only)."""
-        if self.chat_format is None:
-            raise ValueError(
-                f"{self.name} is a base model's tokenizer and has no chat format; "
-                "encode the prompt as plain text, or load the chat/instruct model's tokenizer"
-            )
-        return self.chat_format.render(messages, add_generation_prompt=add_generation_prompt, **options)
 
 
 def utf8_with_replacement(data: bytes) -> str:
