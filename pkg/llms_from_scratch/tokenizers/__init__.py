@@ -1,4 +1,5 @@
-"""Tokenizers for the model zoo: GPT-2, Llama 3, Qwen3, GGUF-embedded BPE (SmolLM2) and BERT WordPiece.
+"""Tokenizers for the model zoo: GPT-2, Llama 3, Qwen3, GGUF-embedded BPE (SmolLM2), Llama 2 / Mistral
+SentencePiece BPE and BERT WordPiece.
 
 All byte-level BPE tokenizers share one implementation (:class:`BPETokenizer`, on tiktoken); the chat
 formats of instruct models live in :mod:`.chat`. Base models get no chat format.
@@ -8,16 +9,19 @@ from .bpe import BPETokenizer
 from .chat import ChatFormat
 from .families import gguf_tokenizer, gpt2_tokenizer, llama3_tokenizer, qwen3_tokenizer, tokenizer_json_tokenizer
 from .qwen1 import qwen1_tokenizer
+from .sentencepiece_bpe import SentencePieceBPETokenizer, sentencepiece_tokenizer
 from .wordpiece import WordPieceTokenizer
 
 __all__ = [
     "BPETokenizer",
     "ChatFormat",
+    "SentencePieceBPETokenizer",
     "WordPieceTokenizer",
     "gguf_tokenizer",
     "gpt2_tokenizer",
     "llama3_tokenizer",
     "qwen1_tokenizer",
     "qwen3_tokenizer",
+    "sentencepiece_tokenizer",
     "tokenizer_json_tokenizer",
 ]

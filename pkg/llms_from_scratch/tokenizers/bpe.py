@@ -20,7 +20,7 @@ import tiktoken
 
 from ..data.tokenizer import GPT2_PATTERN  # noqa: F401  (re-exported: the GGUF and tokenizer.json loaders use it)
 from .bytes_map import token_bytes
-from .chat import ChatFormat
+from .chat import ChatFormat, ChatTemplateMixin
 
 # Llama 3 and Qwen: case-insensitive contractions, letters with one leading non-letter, numbers in runs of
 # at most three (Llama 3) or single digits (Qwen), newlines kept apart from other whitespace
@@ -31,7 +31,7 @@ QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?
 
 
 @dataclass
-class BPETokenizer:
+class BPETokenizer(ChatTemplateMixin):
     """A byte-level BPE tokenizer: ``encode`` text to ids, ``decode`` ids to text, optional chat format.
 
     ``ranks`` maps token bytes to merge priority; ``rank_to_id`` (default: identity) maps a rank to the id
@@ -117,16 +117,6 @@ class BPETokenizer:
 
     def is_special(self, token_id: int) -> bool:
         return token_id in self._special_ids
-
-    def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
-                            **options) -> str:
-        """Render a conversation in the model's chat format (instruct models only)."""
-        if self.chat_format is None:
-            raise ValueError(
-                f"{self.name} is a base model's tokenizer and has no chat format; "
-                "encode the prompt as plain text, or use the instruct model's tokenizer"
-            )
-        return self.chat_format.render(messages, add_generation_prompt=add_generation_prompt, **options)
 
 
 def ranks_from_merges(tokens: Sequence[str], merges: Iterable[str | tuple[str, str]],

@@ -13,6 +13,12 @@ import regex
 from ..data import fetch
 from .bpe import GPT2_PATTERN, LLAMA3_PATTERN, QWEN_PATTERN, BPETokenizer, nfc, ranks_from_merges
 from .chat import ChatFormat
+from .sentencepiece_bpe import (
+    SentencePieceBPETokenizer,
+    inst_chat_format,
+    is_sentencepiece_json,
+    sentencepiece_json_tokenizer,
+)
 
 
 @lru_cache(maxsize=1)
@@ -149,12 +155,16 @@ def _pre_tokenizer_plan(pre: dict | None) -> tuple[str, regex.Pattern | None]:
     return pattern, pre_split
 
 
-def tokenizer_json_tokenizer(folder: str | os.PathLike) -> BPETokenizer:
-    """A byte-level BPE tokenizer from a Hugging Face folder's ``tokenizer.json`` (+ ``tokenizer_config.json``)."""
+def tokenizer_json_tokenizer(folder: str | os.PathLike) -> BPETokenizer | SentencePieceBPETokenizer:
+    """The tokenizer of a Hugging Face folder's ``tokenizer.json`` (+ ``tokenizer_config.json``): byte-level
+    BPE (GPT-2 style) or, for Llama 2 / Mistral, SentencePiece-style BPE (spaces as "▁", byte fallback)."""
     folder = Path(folder)
     spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     config_file = folder / "tokenizer_config.json"
     config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    if is_sentencepiece_json(spec):
+        return sentencepiece_json_tokenizer(spec, folder.name, config=config,
+                                            chat_format=inst_chat_format(config.get("chat_template")))
     model = spec["model"]
     if model.get("type") != "BPE":
         raise ValueError(f"{folder / 'tokenizer.json'}: only BPE models are supported, not {model.get('type')!r}")
