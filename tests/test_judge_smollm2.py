@@ -9,6 +9,7 @@ import urllib.request
 import pytest
 
 from llms_from_scratch.background_server import ServerStartError, serve_in_background
+from llms_from_scratch.cli import main
 from llms_from_scratch.data import AssetUnavailableError, fetch
 from llms_from_scratch.evaluation import JudgeClient, JudgeConnectionError, find_score, judge_responses
 
@@ -44,7 +45,13 @@ def test_smollm2_judge_scores_a_response_over_http(smollm2_available):
         client.ask("still there?")
 
 
-def test_a_server_that_cannot_start_reports_its_output():
+def test_a_server_that_cannot_start_reports_its_output(tmp_path, monkeypatch, capsys):
     with pytest.raises(ServerStartError, match="(?s)exited with code 1.*unknown model 'no-such-model'"):
         with serve_in_background("no-such-model", startup_timeout=60):
             pass
+    # the evaluate command starts the project's server when no judge URL is set, and reports when it cannot
+    monkeypatch.delenv("LLMS_JUDGE_URL", raising=False)
+    responses = tmp_path / "r.json"
+    responses.write_text(json.dumps([ENTRY]), encoding="utf-8")
+    assert main(["evaluate", str(responses), "--judge-model", "no-such-model"]) == 1
+    assert "could not start the local judge" in capsys.readouterr().err

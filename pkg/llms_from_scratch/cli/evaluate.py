@@ -85,7 +85,8 @@ def _judge(entries, args, url: str, model: str | None) -> int:
         print(f"judge failed: {exc}", file=sys.stderr)
         return 1
     summary = summarize_scores([j.score for j in judgements])
-    unparsed = f"; {summary['unparsed']} replies held no score 0-100 and are left out" if summary["unparsed"] else ""
+    unparsed = f"; {summary['unparsed']} unparsed (no integer 0-100 in the reply), left out of the mean" \
+        if summary["unparsed"] else ""
     if summary["mean"] is None:
         example = next(j.reply for j in judgements)
         print(f"judge {client.model!r}: no reply contained a score (first reply: {example!r})", file=sys.stderr)
