@@ -3,8 +3,14 @@
 import json
 import socket
 
+from local_http import Reply, serve
+
 from llms_from_scratch.cli import main
-from llms_from_scratch.evaluation import start_rouge_judge_server
+
+
+def chat_reply(content):
+    body = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
+    return {"/v1/chat/completions": Reply(body=json.dumps(body).encode(), headers=(("Content-Type", "application/json"),))}
 
 
 def test_finetune_classifier_quick_with_lora(tmp_path, capsys):
@@ -31,12 +37,19 @@ def test_finetune_instruct_then_evaluate(tmp_path, capsys):
     assert main(["evaluate", str(responses), "--no-judge"]) == 0
     assert "ROUGE-L (mean over 2 responses)" in capsys.readouterr().out
 
-    server, url = start_rouge_judge_server()
-    try:
-        assert main(["evaluate", str(responses), "--judge-url", url, "--judge-model", "stand-in"]) == 0
-        assert "judge 'stand-in': average score" in capsys.readouterr().out
-    finally:
-        server.shutdown()
+    requests = []
+    with serve(chat_reply("Score: 80"), requests) as url:
+        assert main(["evaluate", str(responses), "--judge-url", url, "--judge-model", "judge-x",
+                     "--judge-max-tokens", "8"]) == 0
+    assert "judge 'judge-x': average score 80.00 over 2 of 2 responses" in capsys.readouterr().out
+    sent = json.loads(requests[0][2])
+    assert requests[0][1] == "/v1/chat/completions" and len(requests) == 2
+    assert sent["model"] == "judge-x" and sent["max_tokens"] == 8
+    assert f"Reference answer: {entries[0]['output']}" in sent["messages"][-1]["content"]
+
+    with serve(chat_reply("I cannot grade this.")) as url:
+        assert main(["evaluate", str(responses), "--judge-url", url]) == 1
+    assert "no reply contained a score (first reply: 'I cannot grade this.')" in capsys.readouterr().err
 
 
 def test_evaluate_reports_unreachable_judge_and_bad_files(tmp_path, capsys):

@@ -15,13 +15,16 @@ from llms_from_scratch.evaluation import (
     JudgeTimeoutError,
     chat_completions_url,
     exact_match,
+    find_score,
     generate_model_scores,
     judge_free_metrics,
+    judge_messages,
     judge_prompt,
+    judge_responses,
     lcs_length,
     parse_score,
     rouge_l,
-    start_rouge_judge_server,
+    summarize_scores,
 )
 
 
@@ -151,6 +154,13 @@ def test_parse_score():
     assert parse_score("Score: 250? No: 90.") == 90
     with pytest.raises(JudgeResponseError, match="no score"):
         parse_score("excellent")
+    assert find_score("The student answer is 100") == 100
+    assert find_score("excellent") is None and find_score("-") is None and find_score("999") is None
+
+
+def test_summarize_scores_counts_unparsed_replies():
+    assert summarize_scores([80, None, 40]) == {"mean": 60.0, "parsed": 2, "unparsed": 1}
+    assert summarize_scores([None]) == {"mean": None, "parsed": 0, "unparsed": 1}
 
 
 def test_rouge_l_and_exact_match_by_hand():
@@ -165,18 +175,33 @@ def test_rouge_l_and_exact_match_by_hand():
     assert not exact_match("Atlantic", "Pacific")
 
 
-def test_end_to_end_scoring_through_the_stand_in_server():
-    server, url = start_rouge_judge_server()
-    try:
-        entries = [
-            {"instruction": "Name the largest ocean.", "input": "", "output": "The Pacific Ocean.",
-             "model_response": "The Pacific Ocean."},
-            {"instruction": "Opposite of hot?", "input": "", "output": "Cold.", "model_response": "Warm."},
-        ]
-        scores = generate_model_scores(entries, JudgeClient(url=url, retries=0), progress=False)
-        assert scores == [100, 0]
-        assert "Reference answer:\nCold." in judge_prompt(entries[1])
-        metrics = judge_free_metrics(entries)
-        assert metrics == {"rouge_l": 0.5, "exact_match": 0.5, "n": 2, "n_short": 2}
-    finally:
-        server.shutdown()
+ENTRIES = [
+    {"instruction": "Name the largest ocean.", "input": "", "output": "The Pacific Ocean.",
+     "model_response": "The Pacific Ocean."},
+    {"instruction": "Opposite of hot?", "input": "", "output": "Cold.", "model_response": ""},
+    {"instruction": "Spell it.", "input": "ocassion", "output": "occasion", "model_response": "ocasion"},
+]
+
+
+def test_end_to_end_scoring_keeps_replies_and_counts_unparsed(serve):
+    server = serve((200, completion("100"), 0), (200, completion("The student answer is 0."), 0),
+                   (200, completion("I am not sure."), 0))
+    judgements = judge_responses(ENTRIES, JudgeClient(url=server.url, model="m", retries=0), max_tokens=10,
+                                 progress=False)
+    assert [j.score for j in judgements] == [100, 0, None]
+    assert judgements[2].reply == "I am not sure."
+    _, payload, _ = server.requests[1]
+    assert payload["max_tokens"] == 10
+    assert payload["messages"] == judge_messages(ENTRIES[1])
+    assert payload["messages"][0]["role"] == "system"
+    assert "Reference answer: Cold.\nStudent answer: (no answer)\n" in payload["messages"][1]["content"]
+    assert summarize_scores([j.score for j in judgements])["unparsed"] == 1
+    metrics = judge_free_metrics(ENTRIES)
+    assert metrics["n"] == 3 and metrics["n_short"] == 3 and metrics["exact_match"] == pytest.approx(1 / 3)
+
+
+def test_generate_model_scores_and_task_option(serve):
+    server = serve((200, completion("Score: 75"), 0))
+    assert generate_model_scores(ENTRIES[:1], JudgeClient(url=server.url, retries=0), progress=False) == [75]
+    assert "Task:" not in judge_prompt(ENTRIES[2])
+    assert "Task: Spell it.\nocassion\nReference answer: occasion" in judge_prompt(ENTRIES[2], include_task=True)

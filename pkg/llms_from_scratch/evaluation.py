@@ -2,12 +2,16 @@
 
 The judge client speaks the OpenAI-compatible chat-completions API (``POST {base}/v1/chat/completions``) that
 Ollama (``http://localhost:11434``), llama.cpp's ``llama-server`` (``http://localhost:8080``), vLLM
-(``http://localhost:8000``) and this project's own server all serve. It needs only the standard library.
+(``http://localhost:8000``) and this project's own server (``llms-from-scratch serve``; started for you by
+:func:`llms_from_scratch.background_server.serve_in_background`) all serve. It needs only the standard library.
 Settings come from arguments or from ``$LLMS_JUDGE_URL`` / ``$LLMS_JUDGE_MODEL`` / ``$LLMS_JUDGE_API_KEY``.
 
 Failures are told apart, because each has a different fix: :class:`JudgeConnectionError` (nothing listening),
 :class:`JudgeTimeoutError` (the server is too slow), :class:`JudgeResponseError` (an HTTP error or a reply that
 is not a chat completion). Timeouts, connection failures, HTTP 429 and 5xx are retried with a growing pause.
+
+A judge's reply counts as a score when it contains an integer from 0 to 100 (the first one is taken); any other
+reply is *unparsed*: it is kept, counted and left out of the mean, never guessed (see :func:`find_score`).
 
 The judge-free metrics are ROUGE-L (longest common subsequence of words, F-measure) and exact match after
 normalisation; both are written out here so their definitions are visible.
@@ -20,16 +24,12 @@ import json
 import os
 import re
 import string
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from .ch07 import format_input
 
 URL_ENV, MODEL_ENV, API_KEY_ENV = "LLMS_JUDGE_URL", "LLMS_JUDGE_MODEL", "LLMS_JUDGE_API_KEY"
 DEFAULT_URL = "http://localhost:11434"  # Ollama's default address
@@ -40,6 +40,8 @@ SERVER_HINT = (
     "  Ollama:    ollama serve  &&  ollama pull llama3.2        (url http://localhost:11434, model llama3.2)\n"
     "  llama.cpp: llama-server -m MODEL.gguf --port 8080        (url http://localhost:8080)\n"
     "  vLLM:      vllm serve MODEL_NAME --port 8000             (url http://localhost:8000)\n"
+    "  this project: llms-from-scratch serve -m smollm2-135m-instruct --port 8000\n"
+    "                                       (url http://localhost:8000, model smollm2-135m-instruct)\n"
     f"then pass url=/model= or set ${URL_ENV} and ${MODEL_ENV}."
 )
 
@@ -182,41 +184,81 @@ def _parse_reply(raw: bytes, endpoint: str) -> str:
 # Scoring with the judge
 # ---------------------------------------------------------------------------------------------------------------
 
-def judge_prompt(entry: dict[str, Any], response_key: str = "model_response") -> str:
-    """Ask for a 0-100 score of ``entry[response_key]`` given the task and the reference answer."""
+JUDGE_SYSTEM = "You are a grader. You reply with one integer from 0 to 100 and nothing else."
+
+
+def judge_prompt(entry: dict[str, Any], response_key: str = "model_response", include_task: bool = False) -> str:
+    """Ask for a 0-100 score of ``entry[response_key]`` against the reference answer ``entry["output"]``.
+
+    The task is left out by default: small judges (SmolLM2-135M) that see the instruction tend to answer it instead
+    of grading. A capable judge (Llama 3 8B and up) can use it: pass ``include_task=True``.
+    """
+    task = ""
+    if include_task:
+        task = f"Task: {entry['instruction']}" + (f"\n{entry['input']}" if entry.get("input") else "") + "\n"
     return (
-        f"You are grading answers to instructions.\n\n"
-        f"Task:\n{format_input(entry)}\n\n"
-        f"Reference answer:\n{entry['output']}\n\n"
-        f"Answer to grade:\n{entry[response_key]}\n\n"
-        f"Score the answer from 0 (wrong or unrelated) to 100 (as good as the reference). "
-        f"Reply with the integer score only."
+        f"Compare the student answer with the reference answer.\n{task}"
+        f"Reference answer: {entry['output']}\n"
+        f"Student answer: {entry[response_key] or '(no answer)'}\n"
+        f"Give a score from 0 (wrong) to 100 (same as the reference). Score:"
     )
 
 
-def parse_score(reply: str) -> int:
-    """The first integer 0-100 in the judge's reply; an error names the reply when there is none."""
+def judge_messages(entry: dict[str, Any], response_key: str = "model_response",
+                   include_task: bool = False) -> list[dict[str, str]]:
+    """The chat sent to the judge: a system message fixing the reply format, then :func:`judge_prompt`."""
+    return [{"role": "system", "content": JUDGE_SYSTEM},
+            {"role": "user", "content": judge_prompt(entry, response_key, include_task)}]
+
+
+def find_score(reply: str) -> int | None:
+    """The first integer from 0 to 100 in the judge's reply, or ``None`` when there is none (an unparsed reply)."""
     for match in re.finditer(r"\d+", reply):
         value = int(match.group())
         if 0 <= value <= 100:
             return value
-    raise JudgeResponseError(f"the judge's reply contains no score between 0 and 100: {reply[:200]!r}")
+    return None
+
+
+def parse_score(reply: str) -> int:
+    """Like :func:`find_score`, but an error names the reply when it holds no score."""
+    score = find_score(reply)
+    if score is None:
+        raise JudgeResponseError(f"the judge's reply contains no score between 0 and 100: {reply[:200]!r}")
+    return score
+
+
+@dataclass(frozen=True)
+class Judgement:
+    score: int | None  # None: the reply held no integer 0-100
+    reply: str  # the judge's words, kept so a reader can see what the score was read from
+
+
+def judge_responses(entries: Sequence[dict[str, Any]], client: JudgeClient, response_key: str = "model_response",
+                    max_tokens: int | None = 16, include_task: bool = False,
+                    progress: bool = True) -> list[Judgement]:
+    """Ask the judge about every entry; keep each raw reply next to the score read from it."""
+    from tqdm import tqdm
+
+    judgements = []
+    for entry in tqdm(entries, desc="Scoring", disable=not progress):
+        reply = client.chat(judge_messages(entry, response_key, include_task), max_tokens=max_tokens)
+        judgements.append(Judgement(find_score(reply), reply))
+    return judgements
 
 
 def generate_model_scores(entries: Sequence[dict[str, Any]], client: JudgeClient,
-                          response_key: str = "model_response", progress: bool = True) -> list[int | None]:
-    """Judge every entry; an unparsable reply gives ``None`` (counted, never guessed)."""
-    from tqdm import tqdm
+                          response_key: str = "model_response", progress: bool = True,
+                          max_tokens: int | None = 16) -> list[int | None]:
+    """The book's name: one score per entry, ``None`` where the reply held no score (counted, never guessed)."""
+    return [j.score for j in judge_responses(entries, client, response_key, max_tokens, progress=progress)]
 
-    scores: list[int | None] = []
-    for entry in tqdm(entries, desc="Scoring", disable=not progress):
-        try:
-            scores.append(parse_score(client.ask(judge_prompt(entry, response_key))))
-        except JudgeResponseError as exc:
-            if "no score" not in str(exc):
-                raise
-            scores.append(None)
-    return scores
+
+def summarize_scores(scores: Sequence[int | None]) -> dict[str, float | int | None]:
+    """Mean over the parsed scores, and how many replies were parsed and unparsed (mean ``None`` if none parsed)."""
+    parsed = [s for s in scores if s is not None]
+    return {"mean": sum(parsed) / len(parsed) if parsed else None, "parsed": len(parsed),
+            "unparsed": len(scores) - len(parsed)}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -279,47 +321,3 @@ def judge_free_metrics(entries: Sequence[dict[str, Any]], response_key: str = "m
         "n": len(entries),
         "n_short": len(short),
     }
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# A stand-in server, for running the judge code path where no LLM server is available
-# ---------------------------------------------------------------------------------------------------------------
-
-def start_rouge_judge_server(host: str = "127.0.0.1", port: int = 0,
-                             scorer: Callable[[str], str] | None = None) -> tuple[ThreadingHTTPServer, str]:
-    """Serve ``/v1/chat/completions`` from a background thread; return the server and its base URL.
-
-    This is NOT a language model. By default it reads the reference and the graded answer out of a
-    :func:`judge_prompt` and replies with ``round(100 * ROUGE-L)``, so notebooks and tests can run the full
-    HTTP judge path offline. Call ``server.shutdown()`` when done.
-    """
-    scorer = scorer or _rouge_reply
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (the name http.server requires)
-            length = int(self.headers.get("Content-Length", 0))
-            request = json.loads(self.rfile.read(length))
-            content = scorer(request["messages"][-1]["content"])
-            reply = {"object": "chat.completion", "model": request.get("model", "rouge-l-stand-in"),
-                     "choices": [{"index": 0, "finish_reason": "stop",
-                                  "message": {"role": "assistant", "content": content}}]}
-            data = json.dumps(reply).encode("utf-8")
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args):  # keep notebooks and test logs quiet
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://{host}:{server.server_address[1]}"
-
-
-def _rouge_reply(prompt: str) -> str:
-    match = re.search(r"Reference answer:\n(.*?)\n\nAnswer to grade:\n(.*?)\n\nScore the answer", prompt, re.S)
-    if match is None:
-        return "I can only grade prompts made by judge_prompt()."
-    return str(round(100 * rouge_l(match.group(2), match.group(1))))

@@ -11,13 +11,22 @@ def register(subparsers) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--name", default=None, help="model id clients send (default: the -m value)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="PyTorch CPU threads (default: PyTorch's choice, one per core); 1 or 2 keeps a "
+                             "server started next to a notebook or a training run from competing for every core")
     parser.set_defaults(func=_run)
 
 
 def _run(args) -> int:
+    import torch
+
     from ..server import make_server
     from .zoo import fail, load_model_and_tokenizer, resolve_device
 
+    if args.threads is not None:
+        if args.threads < 1:
+            return fail(f"--threads must be at least 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     device, dtype = resolve_device(args.device, args.dtype)
     model, tokenizer = load_model_and_tokenizer(args.model, device, dtype)
     try:
