@@ -6,6 +6,7 @@ ends with the header after which the model writes the assistant's answer.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -49,3 +50,16 @@ class ChatFormat:
             if self.kind == "qwen3" and not thinking:
                 out += "<think>\n\n</think>\n\n"
         return out
+
+
+# a literal default system turn in a Jinja chat template; quotes or braces inside mean template code, such as
+# Qwen's "'<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>'", not a default text
+_DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system(?:\n|\\n)([^'\"{}\n]*?)<\|im_end\|>")
+
+
+def chat_format_from_template(template: str | None) -> ChatFormat | None:
+    """The chat format a Hugging Face / GGUF Jinja ``chat_template`` describes (ChatML only), else None."""
+    if not template or "<|im_start|>" not in template:
+        return None
+    default = _DEFAULT_SYSTEM.search(template)
+    return ChatFormat("chatml", default_system=default.group(1) if default else None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import regex
 
 from ..data import fetch
 from .bpe import GPT2_PATTERN, LLAMA3_PATTERN, QWEN_PATTERN, BPETokenizer, nfc, ranks_from_merges
-from .chat import ChatFormat
+from .chat import ChatFormat, chat_format_from_template
 
 
 @lru_cache(maxsize=1)
@@ -119,11 +118,7 @@ def gguf_tokenizer(path: str | os.PathLike) -> BPETokenizer:
     specials = {t: i for i, (t, kind) in enumerate(zip(tokens, types)) if kind in (3, 4)}
     ranks, rank_to_id = ranks_from_merges(tokens, field("tokenizer.ggml.merges"), special_ids=specials.values())
     pattern, pre_split = _GGUF_PRE[pre]
-    template = field("tokenizer.chat_template")
-    chat = None
-    if template and "<|im_start|>" in template:
-        default = re.search(r"<\|im_start\|>system(?:\n|\\n)(.*?)<\|im_end\|>", template)
-        chat = ChatFormat("chatml", default_system=default.group(1) if default else None)
+    chat = chat_format_from_template(field("tokenizer.chat_template"))
     eos = field("tokenizer.ggml.eos_token_id")
     return BPETokenizer(
         Path(path).stem, ranks, pattern, specials, rank_to_id=rank_to_id, pre_split=pre_split,
@@ -132,21 +127,40 @@ def gguf_tokenizer(path: str | os.PathLike) -> BPETokenizer:
     )
 
 
-def _pre_tokenizer_plan(pre: dict | None) -> tuple[str, regex.Pattern | None]:
-    """Map a tokenizer.json pre-tokenizer onto (regex, pre-split) for the shapes byte-level models use."""
-    steps = pre.get("pretokenizers", [pre]) if pre else []
+def _pre_tokenizer_plan(pre: dict | None) -> tuple[str, tuple[regex.Pattern, ...]]:
+    """Map a tokenizer.json pre-tokenizer onto (tiktoken pattern, pre-split stages).
+
+    Each step of a ``Sequence`` cuts every piece left by the steps before it: ``Split`` (Isolated) keeps its
+    matches and the text between them, ``Digits`` isolates digits, ``ByteLevel`` with ``use_regex`` splits
+    with GPT-2's pattern. The last cutting step becomes tiktoken's pattern, the earlier ones pre-split
+    stages (DeepSeek-V3: digits in runs of up to three, then CJK runs, then its word pattern).
+    """
+    steps = pre.get("pretokenizers", [pre]) if pre and pre.get("type") == "Sequence" else [pre] if pre else []
     kinds = [s.get("type") for s in steps]
-    pattern, pre_split = GPT2_PATTERN, None
+    patterns: list[tuple[str, bool]] = []  # (regex, whether text between matches must be kept as pieces)
     for step in steps:
-        if step.get("type") == "Digits":
-            if not step.get("individual_digits"):
-                raise ValueError("only Digits(individual_digits=true) is supported")
-            pre_split = regex.compile(r"(\p{N})")
-        elif step.get("type") == "Split":
-            pattern = step["pattern"].get("Regex") or regex.escape(step["pattern"]["String"])
-        elif step.get("type") != "ByteLevel":
-            raise ValueError(f"pre-tokenizer {step.get('type')!r} is not supported (steps: {kinds})")
-    return pattern, pre_split
+        kind = step.get("type")
+        if kind == "Digits":
+            patterns.append((r"\p{N}" if step.get("individual_digits") else r"\p{N}+", True))
+        elif kind == "Split":
+            if step.get("behavior", "Isolated") != "Isolated" or step.get("invert"):
+                raise ValueError(f"Split pre-tokenizer with behavior {step.get('behavior')!r} and invert="
+                                 f"{step.get('invert')} is not supported (only Isolated, invert=false)")
+            pattern = step["pattern"]
+            patterns.append((pattern["Regex"] if "Regex" in pattern else regex.escape(pattern["String"]), True))
+        elif kind == "ByteLevel":
+            if step.get("add_prefix_space"):
+                raise ValueError("ByteLevel pre-tokenizer with add_prefix_space=true is not supported")
+            if step.get("use_regex", True):
+                patterns.append((GPT2_PATTERN, False))  # covers all text
+        else:
+            raise ValueError(f"pre-tokenizer {kind!r} is not supported (steps: {kinds})")
+    if not patterns:
+        return r"[\s\S]+", ()  # no pre-tokenizer: the whole text is one piece
+    stages = tuple(regex.compile(p) for p, _ in patterns[:-1])
+    last, keep_gaps = patterns[-1]
+    # tiktoken keeps only matches; a second branch turns each stretch no match starts in into a piece
+    return (f"(?:{last})|(?:(?!(?:{last}))[\\s\\S])+" if keep_gaps else last), stages
 
 
 def tokenizer_json_tokenizer(folder: str | os.PathLike) -> BPETokenizer:
@@ -155,9 +169,11 @@ def tokenizer_json_tokenizer(folder: str | os.PathLike) -> BPETokenizer:
     spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
     config_file = folder / "tokenizer_config.json"
     config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    kind = tokenizer_json_kind(spec)
+    if kind != BYTE_LEVEL_BPE:
+        raise ValueError(f"{folder / 'tokenizer.json'} holds a {kind} tokenizer; this reader handles "
+                         f"{BYTE_LEVEL_BPE} only")
     model = spec["model"]
-    if model.get("type") != "BPE":
-        raise ValueError(f"{folder / 'tokenizer.json'}: only BPE models are supported, not {model.get('type')!r}")
     vocab = model["vocab"]
     specials = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
     tokens = [""] * (max([*vocab.values(), *specials.values()]) + 1)
@@ -166,11 +182,10 @@ def tokenizer_json_tokenizer(folder: str | os.PathLike) -> BPETokenizer:
     ranks, rank_to_id = ranks_from_merges(tokens, model["merges"], special_ids=specials.values())
     pattern, pre_split = _pre_tokenizer_plan(spec.get("pre_tokenizer"))
     normalizer = spec.get("normalizer") or {}
-    template = config.get("chat_template") or ""
-    chat = None
-    if "<|im_start|>" in template:
-        default = re.search(r"<\|im_start\|>system(?:\n|\\n)(.*?)<\|im_end\|>", template)
-        chat = ChatFormat("chatml", default_system=default.group(1) if default else None)
+    if normalizer.get("type") not in (None, "NFC"):
+        raise ValueError(f"{folder / 'tokenizer.json'}: normalizer {normalizer.get('type')!r} is not supported "
+                         "(none or NFC)")
+    chat = chat_format_from_template(config.get("chat_template"))
 
     def token_id(key: str) -> int | None:
         value = config.get(key)
@@ -183,3 +198,30 @@ def tokenizer_json_tokenizer(folder: str | os.PathLike) -> BPETokenizer:
         normalize=nfc if normalizer.get("type") == "NFC" else None, bos_id=token_id("bos_token"),
         eos_ids=(eos,) if eos is not None else (), pad_id=token_id("pad_token"), chat_format=chat,
     )
+
+
+BYTE_LEVEL_BPE = "byte-level BPE"
+SENTENCEPIECE_BPE = "SentencePiece-style BPE"
+
+
+def _types(part: dict | None) -> list[str]:
+    """The step types of a tokenizer.json normalizer / pre-tokenizer / decoder (a Sequence lists its steps)."""
+    if not part:
+        return []
+    steps = part.get("pretokenizers") or part.get("normalizers") or part.get("decoders")
+    return [t for s in steps for t in _types(s)] if steps else [part.get("type")]
+
+
+def tokenizer_json_kind(spec: dict) -> str:
+    """Name the layout of a parsed ``tokenizer.json``: byte-level BPE (GPT-2, Llama 3, Qwen, DeepSeek),
+    SentencePiece-style BPE (Metaspace / byte fallback: Llama 2, Mistral) or the model type otherwise."""
+    model = spec.get("model") or {}
+    kind = model.get("type") or "unknown"
+    if kind != "BPE":
+        return f"{kind} model"
+    steps = _types(spec.get("pre_tokenizer")) + _types(spec.get("decoder")) + _types(spec.get("normalizer"))
+    if model.get("byte_fallback") or "Metaspace" in steps or "ByteFallback" in steps:
+        return SENTENCEPIECE_BPE
+    if "ByteLevel" in steps:
+        return BYTE_LEVEL_BPE
+    return f"BPE model without a byte-level or SentencePiece layout (steps: {steps})"
