@@ -40,6 +40,17 @@ def model_and_mtp():
     return model, mtp
 
 
+def mtp_pairs(model, ids):
+    """The MTP inputs for ``ids``: the main model's final-normed states h_i and the next tokens t_{i+1}."""
+    captured = {}
+    hook = model.final_norm.register_forward_hook(lambda _m, _i, o: captured.__setitem__("h", o))
+    try:
+        model(ids)
+    finally:
+        hook.remove()
+    return captured["h"][:, :-1], ids[:, 1:]
+
+
 def rms(x, scale, eps):
     return scale * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
@@ -47,12 +58,8 @@ def rms(x, scale, eps):
 def test_mtp_forward_matches_its_documented_formula(model_and_mtp):
     model, mtp = model_and_mtp
     ids = torch.randint(0, CFG.vocab_size, (1, 14), generator=torch.Generator().manual_seed(6))
-    captured = {}
-    hook = model.final_norm.register_forward_hook(lambda _m, _i, o: captured.__setitem__("h", o))
     with torch.no_grad():
-        model(ids)
-        hook.remove()
-        h, nxt = captured["h"][:, :-1], ids[:, 1:]  # pairs (h_i, t_{i+1})
+        h, nxt = mtp_pairs(model, ids)
         eps = CFG.norm_eps
         e = rms(model.tok_emb.weight[nxt], mtp.enorm.scale, eps)
         x = torch.cat([e, rms(h, mtp.hnorm.scale, eps)], dim=-1) @ mtp.eh_proj.weight.T  # [embedding ; hidden]
@@ -141,12 +148,8 @@ def test_save_hf_checkpoint_exports_the_mtp_layer(model_and_mtp, tmp_path):
     main = load_hf_checkpoint(tmp_path / "with_mtp")
     loaded = load_mtp(tmp_path / "with_mtp", main)
     ids = torch.randint(0, CFG.vocab_size, (1, 12), generator=torch.Generator().manual_seed(7))
-    captured = {}
-    hook = model.final_norm.register_forward_hook(lambda _m, _i, o: captured.__setitem__("h", o))
     with torch.no_grad():
-        model(ids)
-        hook.remove()
-        assert torch.equal(loaded(captured["h"][:, :-1], ids[:, 1:]), mtp(captured["h"][:, :-1], ids[:, 1:]))
+        assert torch.equal(loaded(*mtp_pairs(model, ids)), mtp(*mtp_pairs(model, ids)))
     prompt = torch.tensor([[5, 17, 100, 42, 8, 99, 123]])
     (got, got_stats), (want, want_stats) = (generate_self_speculative(main, loaded, prompt, 20),
                                             generate_self_speculative(model, mtp, prompt, 20))
