@@ -47,8 +47,8 @@ def load_model_and_tokenizer(model: str, device: Any = "cpu", dtype: Any = None)
     """Model and tokenizer for ``model`` (name, .gguf file or folder); the last one stays loaded."""
     import torch
 
-    from ..models import PRETRAINED, load_gguf, load_hf_checkpoint, load_pretrained
-    from ..tokenizers import gguf_tokenizer, gpt2_tokenizer, tokenizer_json_tokenizer
+    from ..models import PRETRAINED, load_gguf, load_hf_checkpoint, load_pretrained, read_hf_config
+    from ..tokenizers import folder_tokenizer, gguf_tokenizer
 
     dtype = dtype or torch.float32
     if model in PRETRAINED:
@@ -57,12 +57,11 @@ def load_model_and_tokenizer(model: str, device: Any = "cpu", dtype: Any = None)
     if path.suffix == ".gguf":
         return load_gguf(path, dtype=dtype, device=device), gguf_tokenizer(path)
     if path.is_dir():
-        loaded = load_hf_checkpoint(path, dtype=dtype, device=device)
-        if (path / "tokenizer.json").is_file():
-            return loaded, tokenizer_json_tokenizer(path)
-        if loaded.cfg.family == "gpt2":
-            return loaded, gpt2_tokenizer()
-        raise SystemExit(f"{path} has no tokenizer.json; put the model's tokenizer.json next to its weights")
+        try:  # the tokenizer first: a folder it cannot serve fails before gigabytes of weights are read
+            tokenizer = folder_tokenizer(path, read_hf_config(path).family)
+        except ValueError as exc:  # UnsupportedTokenizerError, or a tokenizer file that fails its checks
+            raise SystemExit(str(exc)) from None
+        return load_hf_checkpoint(path, dtype=dtype, device=device), tokenizer
     names = ", ".join(sorted(PRETRAINED))
     raise SystemExit(f"unknown model {model!r}: give one of {names}, a .gguf file or a checkpoint folder")
 
