@@ -40,6 +40,17 @@ def model_and_mtp():
     return model, mtp
 
 
+def mtp_pairs(model, ids):
+    """The MTP inputs for ``ids``: the main model's final-normed states h_i and the next tokens t_{i+1}."""
+    captured = {}
+    hook = model.final_norm.register_forward_hook(lambda _m, _i, o: captured.__setitem__("h", o))
+    try:
+        model(ids)
+    finally:
+        hook.remove()
+    return captured["h"][:, :-1], ids[:, 1:]
+
+
 def rms(x, scale, eps):
     return scale * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
 
@@ -47,12 +58,8 @@ def rms(x, scale, eps):
 def test_mtp_forward_matches_its_documented_formula(model_and_mtp):
     model, mtp = model_and_mtp
     ids = torch.randint(0, CFG.vocab_size, (1, 14), generator=torch.Generator().manual_seed(6))
-    captured = {}
-    hook = model.final_norm.register_forward_hook(lambda _m, _i, o: captured.__setitem__("h", o))
     with torch.no_grad():
-        model(ids)
-        hook.remove()
-        h, nxt = captured["h"][:, :-1], ids[:, 1:]  # pairs (h_i, t_{i+1})
+        h, nxt = mtp_pairs(model, ids)
         eps = CFG.norm_eps
         e = rms(model.tok_emb.weight[nxt], mtp.enorm.scale, eps)
         x = torch.cat([e, rms(h, mtp.hnorm.scale, eps)], dim=-1) @ mtp.eh_proj.weight.T  # [embedding ; hidden]
@@ -115,3 +122,46 @@ def test_mtp_layer_loads_from_checkpoint_keys(model_and_mtp, tmp_path):
     save_file({**tensors, **extra}, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="share the main model's embedding and head"):
         load_mtp(tmp_path, main)
+
+
+def test_save_hf_checkpoint_exports_the_mtp_layer(model_and_mtp, tmp_path):
+    """Saved with the MTP layer in DeepSeek's key layout: we read back the same module (same drafts, same
+    self-speculative decoding); `transformers` ignores those keys and computes the main model's logits."""
+    transformers = pytest.importorskip("transformers")
+    import json
+
+    model, mtp = model_and_mtp
+    save_hf_checkpoint(model, tmp_path / "with_mtp", mtp=mtp)
+    save_hf_checkpoint(model, tmp_path / "plain")
+    names = load_file(tmp_path / "with_mtp" / "model.safetensors").keys()
+    layer = f"model.layers.{CFG.n_layers}."
+    for key in ("embed_tokens.weight", "enorm.weight", "hnorm.weight", "eh_proj.weight", "shared_head.norm.weight",
+                "shared_head.head.weight", "input_layernorm.weight", "self_attn.q_a_proj.weight",
+                "self_attn.kv_a_proj_with_mqa.weight", "mlp.gate.weight", "mlp.gate.e_score_correction_bias",
+                "mlp.experts.3.down_proj.weight", "mlp.shared_experts.up_proj.weight"):
+        assert layer + key in names, key
+    assert set(names) - set(load_file(tmp_path / "plain" / "model.safetensors")) == {n for n in names
+                                                                                     if n.startswith(layer)}
+    config = json.loads((tmp_path / "with_mtp" / "config.json").read_text())
+    assert config["num_nextn_predict_layers"] == 1
+
+    main = load_hf_checkpoint(tmp_path / "with_mtp")
+    loaded = load_mtp(tmp_path / "with_mtp", main)
+    ids = torch.randint(0, CFG.vocab_size, (1, 12), generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        assert torch.equal(loaded(*mtp_pairs(model, ids)), mtp(*mtp_pairs(model, ids)))
+    prompt = torch.tensor([[5, 17, 100, 42, 8, 99, 123]])
+    (got, got_stats), (want, want_stats) = (generate_self_speculative(main, loaded, prompt, 20),
+                                            generate_self_speculative(model, mtp, prompt, 20))
+    assert got.tolist() == want.tolist() and got_stats == want_stats and want_stats["drafted"] > 0
+
+    def hf_logits(folder):
+        ref = transformers.AutoModelForCausalLM.from_pretrained(
+            folder, attn_implementation="eager", experts_implementation="eager", dtype=torch.float32).eval()
+        with torch.no_grad():
+            return ref(ids).logits
+
+    with_mtp = hf_logits(tmp_path / "with_mtp")
+    assert torch.equal(with_mtp, hf_logits(tmp_path / "plain"))
+    with torch.no_grad():
+        torch.testing.assert_close(with_mtp, model(ids), atol=1e-5, rtol=1e-5)

@@ -14,7 +14,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default="smollm2-135m-instruct",
                         help="a downloadable checkpoint name (default: smollm2-135m-instruct), a .gguf file, or a "
-                             "Hugging Face checkpoint folder")
+                             "checkpoint folder (Hugging Face, or Meta's params.json layout)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
     parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="weight dtype; auto = bfloat16 on GPUs that support it, else float32")
@@ -47,8 +47,15 @@ def load_model_and_tokenizer(model: str, device: Any = "cpu", dtype: Any = None)
     """Model and tokenizer for ``model`` (name, .gguf file or folder); the last one stays loaded."""
     import torch
 
-    from ..models import PRETRAINED, load_gguf, load_hf_checkpoint, load_pretrained
-    from ..tokenizers import gguf_tokenizer, gpt2_tokenizer, tokenizer_json_tokenizer
+    from ..models import (
+        PRETRAINED,
+        load_gguf,
+        load_hf_checkpoint,
+        load_meta_llama_checkpoint,
+        load_pretrained,
+        read_hf_config,
+    )
+    from ..tokenizers import folder_tokenizer, gguf_tokenizer
 
     dtype = dtype or torch.float32
     if model in PRETRAINED:
@@ -57,12 +64,15 @@ def load_model_and_tokenizer(model: str, device: Any = "cpu", dtype: Any = None)
     if path.suffix == ".gguf":
         return load_gguf(path, dtype=dtype, device=device), gguf_tokenizer(path)
     if path.is_dir():
-        loaded = load_hf_checkpoint(path, dtype=dtype, device=device)
-        if (path / "tokenizer.json").is_file():
-            return loaded, tokenizer_json_tokenizer(path)
-        if loaded.cfg.family == "gpt2":
-            return loaded, gpt2_tokenizer()
-        raise SystemExit(f"{path} has no tokenizer.json; put the model's tokenizer.json next to its weights")
+        # Meta's original Llama layout: params.json + consolidated.00.pth + tokenizer.model
+        meta = (path / "params.json").is_file() and not (path / "config.json").is_file()
+        try:  # the tokenizer first: a folder it cannot serve fails before gigabytes of weights are read
+            tokenizer = folder_tokenizer(path, "llama" if meta else read_hf_config(path).family)
+        except ValueError as exc:  # UnsupportedTokenizerError, or a tokenizer file that fails its checks
+            raise SystemExit(str(exc)) from None
+        if meta:
+            return load_meta_llama_checkpoint(path, dtype=dtype, device=device), tokenizer
+        return load_hf_checkpoint(path, dtype=dtype, device=device), tokenizer
     names = ", ".join(sorted(PRETRAINED))
     raise SystemExit(f"unknown model {model!r}: give one of {names}, a .gguf file or a checkpoint folder")
 

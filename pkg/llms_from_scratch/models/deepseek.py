@@ -11,7 +11,8 @@ What is distinctive (each piece is a shared block; this file only configures and
 * the released weights are FP8 with one scale per 128 x 128 block, dequantized while loading.
 
 ``q_lora_rank=None`` gives the DeepSeek-V2-Lite-style single query projection. The multi-token-prediction
-layer stored after the last layer (``model.layers.61.*``) is not used by the main model and is skipped.
+layer stored after the last layer (``model.layers.61.*``) is not used by the main model and is skipped here;
+``mtp.load_mtp`` reads it and ``save_hf_checkpoint(model, folder, mtp=...)`` writes it back.
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ def to_hf_config(cfg: ModelConfig) -> dict[str, Any]:
         "routed_scaling_factor": moe.routed_scaling, "n_shared_experts": moe.n_shared_experts,
         "norm_topk_prob": moe.norm_topk_prob, "first_k_dense_replace": moe.first_dense_layers,
         "scoring_func": "sigmoid", "topk_method": "noaux_tc", "moe_layer_freq": 1, **rope,
+        "num_nextn_predict_layers": 0,  # save_hf_checkpoint(..., mtp=...) writes 1 with the MTP layer
     }
     out.update({k: v for k, v in cfg.extra if k != "fp8_block_size"})  # weights are exported dequantized
     return out

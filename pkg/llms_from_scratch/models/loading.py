@@ -21,7 +21,7 @@ from .config import ModelConfig
 from .decoder import DecoderLM
 from .encoder import EncoderMLM
 from .family import family_for_model_type, get_family
-from .weights import WeightMismatchError, convert_to_hf, convert_to_ours
+from .weights import Rename, WeightMap, WeightMismatchError, convert_to_hf, convert_to_ours
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -133,10 +133,8 @@ def load_hf_checkpoint(
         with torch.device("meta"):
             model = build_model(cfg, mlm_head=is_mlm) if cfg.family == "bert" else build_model(cfg)
 
-        def get_tensor(name: str) -> torch.Tensor:
-            t = handles[name].get_tensor(name)
-            return t.to(dtype) if dtype is not None and t.is_floating_point() else t
-
+        keep = checkpoint_fp32_names(model, family.weight_map, cfg, family.strip_prefixes)
+        get_tensor = tensor_reader(handles, dtype, keep)
         names = list(handles)
         if family.prepare_checkpoint is not None:
             names, get_tensor = family.prepare_checkpoint(names, get_tensor, cfg)
@@ -148,6 +146,42 @@ def load_hf_checkpoint(
     return model.to(device).eval()
 
 
+def fp32_names(model: nn.Module) -> set[str]:
+    """State names that stay float32 whatever dtype the model is loaded or saved in (``FP32_BUFFERS``)."""
+    return {f"{prefix}.{b}" if prefix else b for prefix, m in model.named_modules()
+            for b in getattr(m, "FP32_BUFFERS", ()) if getattr(m, b, None) is not None}
+
+
+def checkpoint_fp32_names(model: nn.Module, wmap: WeightMap, cfg: ModelConfig,
+                          prefixes: tuple[str, ...] = ()) -> set[str]:
+    """The checkpoint names of :func:`fp32_names` under ``wmap`` (plus their ``prefixes`` spellings)."""
+    keep = fp32_names(model)
+    names = {hf for hf, e in wmap.expand_for(cfg).items() if isinstance(e, Rename) and e.ours in keep}
+    return names | {p + n for p in prefixes for n in names}
+
+
+def tensor_reader(handles: dict[str, Any], dtype: torch.dtype | None, keep_fp32: set[str] = frozenset()):
+    """``get_tensor(name)`` over open safetensors ``handles``: floating tensors cast to ``dtype`` (when given),
+    the ``keep_fp32`` ones to float32."""
+
+    def get_tensor(name: str) -> torch.Tensor:
+        t = handles[name].get_tensor(name)
+        if dtype is None or not t.is_floating_point():
+            return t
+        return t.to(torch.float32 if name in keep_fp32 else dtype)
+
+    return get_tensor
+
+
+def cast_state(state: dict[str, torch.Tensor], dtype: torch.dtype | None,
+               keep_fp32: set[str] = frozenset()) -> dict[str, torch.Tensor]:
+    """Floating tensors of ``state`` in ``dtype`` (None: unchanged), the ``keep_fp32`` names in float32."""
+    if dtype is None:
+        return state
+    return {k: v.to(torch.float32 if k in keep_fp32 else dtype) if v.is_floating_point() else v
+            for k, v in state.items()}
+
+
 def _tied_names(model: nn.Module) -> set[str]:
     return {"out_head.weight"} if model.cfg.tie_embeddings and hasattr(model, "out_head") else set()
 
@@ -157,24 +191,33 @@ def _expected_shapes(model: nn.Module) -> dict[str, torch.Size]:
     return {n: p.shape for n, p in model.state_dict(keep_vars=True).items() if n not in tied}
 
 
-def save_hf_checkpoint(model: nn.Module, directory: str | os.PathLike, *, dtype: torch.dtype | None = None) -> Path:
+def save_hf_checkpoint(model: nn.Module, directory: str | os.PathLike, *, dtype: torch.dtype | None = None,
+                       mtp: nn.Module | None = None) -> Path:
     """Write ``model`` as a Hugging Face checkpoint folder (``config.json`` + ``model.safetensors``).
 
     ``transformers`` loads the folder with ``AutoModelForCausalLM`` / ``AutoModelForMaskedLM`` and computes
-    the same logits. Each file is written to a temporary name and renamed, so a crash never leaves a
-    half-written checkpoint behind.
+    the same logits. ``dtype`` converts floating tensors (buffers that stay float32, such as DeepSeek's
+    correction bias, excepted). ``mtp``: DeepSeek-V3's multi-token-prediction module, written as layer
+    ``n_layers`` in the official key layout (``load_mtp`` reads it back; ``transformers`` ignores it). Each
+    file is written to a temporary name and renamed, so a crash never leaves a half-written checkpoint behind.
     """
     from safetensors.torch import save_file
 
     cfg: ModelConfig = model.cfg
     family = get_family(cfg.family)
     state = {k: v.detach().to("cpu") for k, v in model.state_dict().items()}
-    if dtype is not None:
-        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    state = cast_state(state, dtype, fp32_names(model))
     skip = {"lm_head.weight", "cls.predictions.decoder.weight"} if cfg.tie_embeddings else set()
     tensors = convert_to_hf(state, family.save_map, cfg, skip=skip)
     prefixed = {_with_prefix(name, family.save_prefix): t for name, t in tensors.items()}
     hf_config = family.to_hf_config(cfg)
+    if mtp is not None:
+        from .mtp import mtp_hf_tensors
+
+        if cfg.family != "deepseek" or mtp.cfg != cfg:
+            raise ValueError("mtp must be the multi-token-prediction module built for this DeepSeek model's config")
+        prefixed.update({k: v.to("cpu") for k, v in mtp_hf_tensors(mtp, dtype=dtype).items()})
+        hf_config["num_nextn_predict_layers"] = 1
     stored = next(iter(prefixed.values())).dtype
     hf_config["dtype"] = hf_config["torch_dtype"] = str(stored).removeprefix("torch.")
     if cfg.family == "bert" and not getattr(model, "has_mlm_head", True):

@@ -92,7 +92,7 @@ def load_mtp(path: str | os.PathLike, model: DecoderLM, *, dtype: torch.dtype | 
     from safetensors import safe_open
 
     from .deepseek import WEIGHT_MAP
-    from .loading import _safetensors_files
+    from .loading import _safetensors_files, checkpoint_fp32_names, tensor_reader
 
     cfg = model.cfg
     prefix = f"model.layers.{cfg.n_layers}."
@@ -104,10 +104,10 @@ def load_mtp(path: str | os.PathLike, model: DecoderLM, *, dtype: torch.dtype | 
         if not handles:
             raise WeightMismatchError(f"{path} holds no multi-token-prediction layer ({prefix}*)")
 
-        def get_tensor(name: str) -> torch.Tensor:
-            t = handles[name].get_tensor(name)
-            return t.to(dtype) if dtype is not None and t.is_floating_point() else t
-
+        with torch.device("meta"):
+            mtp = MultiTokenPredictor(cfg, model.tok_emb, model.out_head)
+        wmap = mtp_weight_map(cfg, WEIGHT_MAP)
+        get_tensor = tensor_reader(handles, dtype, checkpoint_fp32_names(mtp, wmap, cfg))
         names, get_tensor = dequantize_fp8_blocks(list(handles), get_tensor, cfg)
         shared = _shared_names(cfg)
         main_state = model.state_dict()
@@ -115,26 +115,27 @@ def load_mtp(path: str | os.PathLike, model: DecoderLM, *, dtype: torch.dtype | 
             if name in handles and not torch.equal(get_tensor(name).to(main_state[ours].dtype), main_state[ours]):
                 raise WeightMismatchError(f"{name} differs from the main model's {ours}; the MTP layer is meant to "
                                           "share the main model's embedding and head")
-        with torch.device("meta"):
-            mtp = MultiTokenPredictor(cfg, model.tok_emb, model.out_head)
         expected = {n: p.shape for n, p in mtp.state_dict().items()}
-        state = convert_to_ours([n for n in names if n not in shared], get_tensor, mtp_weight_map(cfg, WEIGHT_MAP),
-                                cfg, expected)
+        state = convert_to_ours([n for n in names if n not in shared], get_tensor, wmap, cfg, expected)
     mtp.load_state_dict(state, strict=True, assign=True)
     return mtp.to(model.tok_emb.weight.device).eval()
 
 
-def mtp_hf_tensors(mtp: MultiTokenPredictor) -> dict[str, torch.Tensor]:
-    """The MTP layer as checkpoint tensors (with the duplicated embedding and head that DeepSeek's files hold)."""
+def mtp_hf_tensors(mtp: MultiTokenPredictor, *, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The MTP layer as checkpoint tensors (with the duplicated embedding and head that DeepSeek's files hold);
+    ``dtype`` converts floating tensors except those kept in float32 (the correction bias)."""
     from .deepseek import WEIGHT_MAP
+    from .loading import cast_state, fp32_names
 
     cfg = mtp.cfg
-    state = {k: v.detach() for k, v in mtp.state_dict().items()}
-    out = convert_to_hf(state, mtp_weight_map(cfg, WEIGHT_MAP), cfg)
     tok_emb, out_head = mtp._shared
+    state = {k: v.detach() for k, v in mtp.state_dict().items()}
+    state.update({"shared.tok_emb": tok_emb.weight.detach().clone(), "shared.out_head": out_head.weight.detach().clone()})
+    state = cast_state(state, dtype, fp32_names(mtp))
+    out = convert_to_hf(state, mtp_weight_map(cfg, WEIGHT_MAP), cfg)
     layer = f"model.layers.{cfg.n_layers}."
-    out[f"{layer}embed_tokens.weight"] = tok_emb.weight.detach().clone()
-    out[f"{layer}shared_head.head.weight"] = out_head.weight.detach().clone()
+    out[f"{layer}embed_tokens.weight"] = state["shared.tok_emb"]
+    out[f"{layer}shared_head.head.weight"] = state["shared.out_head"]
     return out
 
 

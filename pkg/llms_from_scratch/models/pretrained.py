@@ -121,7 +121,7 @@ def load_pretrained(
     name: str = DEFAULT_MODEL, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
 ) -> tuple[torch.nn.Module, Any]:
     """Model and tokenizer of the named real checkpoint (see :data:`PRETRAINED`)."""
-    from ..tokenizers import WordPieceTokenizer, gguf_tokenizer, tokenizer_json_tokenizer
+    from ..tokenizers import WordPieceTokenizer, folder_tokenizer, gguf_tokenizer
     from .gguf_file import load_gguf
     from .loading import load_hf_checkpoint
 
@@ -131,4 +131,4 @@ def load_pretrained(
     model = load_hf_checkpoint(path, dtype=dtype, device=device)
     if model.cfg.family == "bert":
         return model, WordPieceTokenizer(path / "vocab.txt")
-    return model, tokenizer_json_tokenizer(path)
+    return model, folder_tokenizer(path, model.cfg.family)

@@ -91,7 +91,13 @@ class MoEFeedForward(nn.Module):
 
     After each forward, ``router_logits`` (tokens, n_experts) holds this layer's router output, which
     :func:`load_balancing_loss` turns into the auxiliary training loss.
+
+    ``correction_bias`` stays float32 whatever dtype the model is cast to (as DeepSeek and ``transformers``
+    keep it): its entries are small offsets between nearly equal scores, and bfloat16's 8 significant bits
+    would round some of them together and change which experts win. The loaders read it as float32 too.
     """
+
+    FP32_BUFFERS = ("correction_bias",)  # buffers that model.to(dtype) and the loaders leave in float32
 
     def __init__(self, emb_dim: int, cfg: MoEConfig) -> None:
         super().__init__()
@@ -105,6 +111,14 @@ class MoEFeedForward(nn.Module):
         shared = cfg.n_shared_experts * cfg.hidden_dim
         self.shared_experts = SwiGLU(emb_dim, shared) if shared else None
         self.router_logits: torch.Tensor | None = None
+
+    def _apply(self, fn, recurse: bool = True):
+        bias = self.correction_bias
+        out = super()._apply(fn, recurse)
+        if bias is not None and self.correction_bias.dtype != torch.float32:
+            moved = self.correction_bias  # fn changed the dtype: redo the move from the float32 original
+            self.correction_bias = (moved if bias.is_meta else bias).to(device=moved.device, dtype=torch.float32)
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape

@@ -5,8 +5,9 @@ Hugging Face merge lists (SmolLM2, Qwen) give each token the rank of the merge t
 makes the two procedures agree; ids are then mapped from ranks to the file's own numbering.
 
 Text is cut into pieces in up to three stages before merging: special tokens (kept whole), an optional
-normalization (Qwen applies NFC) and an optional pre-split (SmolLM2 isolates every digit first), then the
-model's regular expression (tiktoken's ``pat_str``).
+normalization (Qwen applies NFC) and optional pre-split stages (SmolLM2 isolates every digit first;
+DeepSeek-V3 isolates runs of up to three digits, then runs of CJK characters), then the model's regular
+expression (tiktoken's ``pat_str``).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class BPETokenizer(ChatTemplateMixin):
     special_tokens: dict[str, int]
     rank_to_id: Sequence[int] | None = None
     normalize: Callable[[str], str] | None = None
-    pre_split: re.Pattern | None = None
+    pre_split: re.Pattern | Sequence[re.Pattern] | None = None
     bos_id: int | None = None
     eos_ids: tuple[int, ...] = ()
     pad_id: int | None = None
@@ -66,6 +67,8 @@ class BPETokenizer(ChatTemplateMixin):
             if self.special_tokens else None
         )
         self._special_ids = set(self.special_tokens.values())
+        stages = self.pre_split
+        self._pre_split_stages = () if stages is None else (stages,) if hasattr(stages, "finditer") else tuple(stages)
 
     def _to_id(self, rank: int) -> int:
         return rank if self.rank_to_id is None else self.rank_to_id[rank]
@@ -94,7 +97,9 @@ class BPETokenizer(ChatTemplateMixin):
             return []
         if self.normalize is not None:
             text = self.normalize(text)
-        chunks = [c for c in self.pre_split.split(text) if c] if self.pre_split is not None else [text]
+        chunks = [text]
+        for stage in self._pre_split_stages:
+            chunks = isolate(stage, chunks)
         out: list[int] = []
         for chunk in chunks:
             ranks = self._encoding.encode_ordinary(chunk)
@@ -148,6 +153,23 @@ def ranks_from_merges(tokens: Sequence[str], merges: Iterable[str | tuple[str, s
 
 
 MISSING = -1
+
+
+def isolate(pattern: re.Pattern, chunks: Iterable[str]) -> list[str]:
+    """Cut each chunk into the non-empty matches of ``pattern`` and the non-empty stretches between them."""
+    out: list[str] = []
+    for chunk in chunks:
+        pos = 0
+        for m in pattern.finditer(chunk):
+            if m.end() == m.start():
+                continue
+            if m.start() > pos:
+                out.append(chunk[pos : m.start()])
+            out.append(m.group())
+            pos = m.end()
+        if pos < len(chunk):
+            out.append(chunk[pos:])
+    return out
 
 
 def nfc(text: str) -> str:

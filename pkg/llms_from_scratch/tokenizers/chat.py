@@ -6,6 +6,7 @@ ends with the header after which the model writes the assistant's answer.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -106,3 +107,27 @@ class ChatTemplateMixin:
                 "encode the prompt as plain text, or use the instruct model's tokenizer"
             )
         return self.chat_format.render(messages, add_generation_prompt=add_generation_prompt, **options)
+
+
+# a literal default system turn in a Jinja chat template; quotes or braces inside mean template code, such as
+# Qwen's "'<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>'", not a default text
+_DEFAULT_SYSTEM = re.compile(r"<\|im_start\|>system(?:\n|\\n)([^'\"{}\n]*?)<\|im_end\|>")
+
+
+def chat_format_from_template(template: str | None, *, sentencepiece: bool = False) -> ChatFormat | None:
+    """The chat format a Hugging Face / GGUF Jinja ``chat_template`` describes, recognized by its markers;
+    None for no template (a base model) or one not recognized.
+
+    ChatML (``<|im_start|>``) applies to any tokenizer. The ``[INST]`` formats (``<<SYS>>`` marks Llama 2 chat,
+    else Mistral instruct) are recognized only with ``sentencepiece=True``: they are written for a tokenizer that
+    gives each stretch between special tokens its own "▁" prefix, and byte-level tokenizers with ``[INST]``
+    templates (Mistral's Tekken) space the markers differently.
+    """
+    if not template:
+        return None
+    if "<|im_start|>" in template:
+        default = _DEFAULT_SYSTEM.search(template)
+        return ChatFormat("chatml", default_system=default.group(1) if default else None)
+    if sentencepiece and "[INST]" in template:
+        return ChatFormat("llama2" if "<<SYS>>" in template else "mistral")
+    return None

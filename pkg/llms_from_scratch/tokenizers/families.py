@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,13 +11,7 @@ import regex
 
 from ..data import fetch
 from .bpe import GPT2_PATTERN, LLAMA3_PATTERN, QWEN_PATTERN, BPETokenizer, nfc, ranks_from_merges
-from .chat import ChatFormat
-from .sentencepiece_bpe import (
-    SentencePieceBPETokenizer,
-    inst_chat_format,
-    is_sentencepiece_json,
-    sentencepiece_json_tokenizer,
-)
+from .chat import ChatFormat, chat_format_from_template
 
 
 @lru_cache(maxsize=1)
@@ -125,11 +118,7 @@ def gguf_tokenizer(path: str | os.PathLike) -> BPETokenizer:
     specials = {t: i for i, (t, kind) in enumerate(zip(tokens, types)) if kind in (3, 4)}
     ranks, rank_to_id = ranks_from_merges(tokens, field("tokenizer.ggml.merges"), special_ids=specials.values())
     pattern, pre_split = _GGUF_PRE[pre]
-    template = field("tokenizer.chat_template")
-    chat = None
-    if template and "<|im_start|>" in template:
-        default = re.search(r"<\|im_start\|>system(?:\n|\\n)(.*?)<\|im_end\|>", template)
-        chat = ChatFormat("chatml", default_system=default.group(1) if default else None)
+    chat = chat_format_from_template(field("tokenizer.chat_template"))
     eos = field("tokenizer.ggml.eos_token_id")
     return BPETokenizer(
         Path(path).stem, ranks, pattern, specials, rank_to_id=rank_to_id, pre_split=pre_split,
@@ -138,36 +127,47 @@ def gguf_tokenizer(path: str | os.PathLike) -> BPETokenizer:
     )
 
 
-def _pre_tokenizer_plan(pre: dict | None) -> tuple[str, regex.Pattern | None]:
-    """Map a tokenizer.json pre-tokenizer onto (regex, pre-split) for the shapes byte-level models use."""
-    steps = pre.get("pretokenizers", [pre]) if pre else []
+def _pre_tokenizer_plan(pre: dict | None) -> tuple[str, tuple[regex.Pattern, ...]]:
+    """Map a tokenizer.json pre-tokenizer onto (tiktoken pattern, pre-split stages).
+
+    Each step of a ``Sequence`` cuts every piece left by the steps before it: ``Split`` (Isolated) keeps its
+    matches and the text between them, ``Digits`` isolates digits, ``ByteLevel`` with ``use_regex`` splits
+    with GPT-2's pattern. The last cutting step becomes tiktoken's pattern, the earlier ones pre-split
+    stages (DeepSeek-V3: digits in runs of up to three, then CJK runs, then its word pattern).
+    """
+    steps = pre.get("pretokenizers", [pre]) if pre and pre.get("type") == "Sequence" else [pre] if pre else []
     kinds = [s.get("type") for s in steps]
-    pattern, pre_split = GPT2_PATTERN, None
+    patterns: list[tuple[str, bool]] = []  # (regex, whether text between matches must be kept as pieces)
     for step in steps:
-        if step.get("type") == "Digits":
-            if not step.get("individual_digits"):
-                raise ValueError("only Digits(individual_digits=true) is supported")
-            pre_split = regex.compile(r"(\p{N})")
-        elif step.get("type") == "Split":
-            pattern = step["pattern"].get("Regex") or regex.escape(step["pattern"]["String"])
-        elif step.get("type") != "ByteLevel":
-            raise ValueError(f"pre-tokenizer {step.get('type')!r} is not supported (steps: {kinds})")
-    return pattern, pre_split
+        kind = step.get("type")
+        if kind == "Digits":
+            patterns.append((r"\p{N}" if step.get("individual_digits") else r"\p{N}+", True))
+        elif kind == "Split":
+            if step.get("behavior", "Isolated") != "Isolated" or step.get("invert"):
+                raise ValueError(f"Split pre-tokenizer with behavior {step.get('behavior')!r} and invert="
+                                 f"{step.get('invert')} is not supported (only Isolated, invert=false)")
+            pattern = step["pattern"]
+            patterns.append((pattern["Regex"] if "Regex" in pattern else regex.escape(pattern["String"]), True))
+        elif kind == "ByteLevel":
+            if step.get("add_prefix_space"):
+                raise ValueError("ByteLevel pre-tokenizer with add_prefix_space=true is not supported")
+            if step.get("use_regex", True):
+                patterns.append((GPT2_PATTERN, False))  # covers all text
+        else:
+            raise ValueError(f"pre-tokenizer {kind!r} is not supported (steps: {kinds})")
+    if not patterns:
+        return r"[\s\S]+", ()  # no pre-tokenizer: the whole text is one piece
+    stages = tuple(regex.compile(p) for p, _ in patterns[:-1])
+    last, keep_gaps = patterns[-1]
+    # tiktoken keeps only matches; a second branch turns each stretch no match starts in into a piece
+    return (f"(?:{last})|(?:(?!(?:{last}))[\\s\\S])+" if keep_gaps else last), stages
 
 
-def tokenizer_json_tokenizer(folder: str | os.PathLike) -> BPETokenizer | SentencePieceBPETokenizer:
-    """The tokenizer of a Hugging Face folder's ``tokenizer.json`` (+ ``tokenizer_config.json``): byte-level
-    BPE (GPT-2 style) or, for Llama 2 / Mistral, SentencePiece-style BPE (spaces as "▁", byte fallback)."""
-    folder = Path(folder)
-    spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
-    config_file = folder / "tokenizer_config.json"
-    config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
-    if is_sentencepiece_json(spec):
-        return sentencepiece_json_tokenizer(spec, folder.name, config=config,
-                                            chat_format=inst_chat_format(config.get("chat_template")))
+def byte_level_json_tokenizer(folder: Path, spec: dict, config: dict) -> BPETokenizer:
+    """A byte-level BPE tokenizer (GPT-2 style) from a folder's parsed ``tokenizer.json`` (``spec``) and
+    ``tokenizer_config.json`` (``config``, {} when absent). :func:`~.select.tokenizer_json_tokenizer` reads
+    the files and picks this reader for the byte-level layout."""
     model = spec["model"]
-    if model.get("type") != "BPE":
-        raise ValueError(f"{folder / 'tokenizer.json'}: only BPE models are supported, not {model.get('type')!r}")
     vocab = model["vocab"]
     specials = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
     tokens = [""] * (max([*vocab.values(), *specials.values()]) + 1)
@@ -176,11 +176,10 @@ def tokenizer_json_tokenizer(folder: str | os.PathLike) -> BPETokenizer | Senten
     ranks, rank_to_id = ranks_from_merges(tokens, model["merges"], special_ids=specials.values())
     pattern, pre_split = _pre_tokenizer_plan(spec.get("pre_tokenizer"))
     normalizer = spec.get("normalizer") or {}
-    template = config.get("chat_template") or ""
-    chat = None
-    if "<|im_start|>" in template:
-        default = re.search(r"<\|im_start\|>system(?:\n|\\n)(.*?)<\|im_end\|>", template)
-        chat = ChatFormat("chatml", default_system=default.group(1) if default else None)
+    if normalizer.get("type") not in (None, "NFC"):
+        raise ValueError(f"{folder / 'tokenizer.json'}: normalizer {normalizer.get('type')!r} is not supported "
+                         "(none or NFC)")
+    chat = chat_format_from_template(config.get("chat_template"))
 
     def token_id(key: str) -> int | None:
         value = config.get(key)
@@ -193,3 +192,4 @@ def tokenizer_json_tokenizer(folder: str | os.PathLike) -> BPETokenizer | Senten
         normalize=nfc if normalizer.get("type") == "NFC" else None, bos_id=token_id("bos_token"),
         eos_ids=(eos,) if eos is not None else (), pad_id=token_id("pad_token"), chat_format=chat,
     )
+

@@ -300,13 +300,6 @@ def _chat_format(chat: str | None) -> ChatFormat | None:
     return ChatFormat(chat)
 
 
-def inst_chat_format(template: str | None) -> ChatFormat | None:
-    """The chat format a Llama 2 / Mistral chat template describes (recognized by its markers), or None."""
-    if not template or "[INST]" not in template:
-        return None
-    return ChatFormat("llama2" if "<<SYS>>" in template else "mistral")
-
-
 def sentencepiece_tokenizer(path: str | os.PathLike, *, chat: str | None = None) -> SentencePieceBPETokenizer:
     """The tokenizer of a Llama 2 / Mistral checkpoint from its ``tokenizer.model``, its ``tokenizer.json``,
     or a folder holding either. ``chat``: ``"llama2"`` for Llama 2 chat, ``"mistral"`` for Mistral instruct
@@ -339,13 +332,6 @@ def sentencepiece_tokenizer(path: str | os.PathLike, *, chat: str | None = None)
         remove_extra_whitespaces=spec.remove_extra_whitespaces, bos_piece=spec.bos_piece,
         eos_piece=spec.eos_piece, unk_piece=spec.unk_piece, pad_piece=spec.pad_piece, chat_format=_chat_format(chat),
     )
-
-
-def is_sentencepiece_json(spec: dict) -> bool:
-    """Whether a ``tokenizer.json`` holds a SentencePiece-style BPE (byte fallback, "▁" for spaces)."""
-    model = spec.get("model", {})
-    return model.get("type") == "BPE" and (model.get("byte_fallback") or SPACE in json.dumps(
-        [spec.get("normalizer"), spec.get("pre_tokenizer")], ensure_ascii=False))
 
 
 def _json_whitespace_plan(spec: dict) -> dict:
