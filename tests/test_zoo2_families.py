@@ -20,6 +20,7 @@ transformers = pytest.importorskip("transformers")
 from test_zoo_families import (  # noqa: E402, F401  (the same checks as zoo I, collected for these cases)
     test_batched_equals_single,
     test_cached_equals_uncached,
+    test_decode_layout_gives_the_same_tokens,
     test_greedy_continuation_matches,
     test_logits_match,
 )

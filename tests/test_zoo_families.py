@@ -7,12 +7,14 @@ The reference is saved with ``save_pretrained`` and loaded with ``load_hf_checkp
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from llms_from_scratch.generation import generate, left_pad
 from llms_from_scratch.models import get_config, load_hf_checkpoint, save_hf_checkpoint
-from llms_from_scratch.nn import RopeScaling
+from llms_from_scratch.nn import RopeScaling, prepare_for_decoding
 
 transformers = pytest.importorskip("transformers")
 from zoo_reference import hf_reference, one_thread  # noqa: E402
@@ -83,6 +85,23 @@ def test_greedy_continuation_matches(pair):
     expected = ref.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False)
     got = generate(ours, ids, NEW_TOKENS)
     assert got.tolist() == expected.tolist()
+
+
+def test_decode_layout_gives_the_same_tokens(pair):
+    """The fused, column-major layout for batch-1 decoding (and back to the plain one for batches) keeps
+    transformers' logits and greedy tokens."""
+    _, ref, ours = pair
+    fast = prepare_for_decoding(copy.deepcopy(ours), batch_size=1)
+    ids = torch.tensor([PROMPTS[0]])
+    with torch.no_grad():
+        torch.testing.assert_close(fast(ids), ref(ids).logits, atol=1e-5, rtol=1e-5)
+    expected = ref.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False)
+    assert generate(fast, ids, NEW_TOKENS).tolist() == expected.tolist()
+    batch_ids, mask = left_pad(PROMPTS)
+    prepare_for_decoding(fast, batch_size=len(PROMPTS))
+    assert all(p.is_contiguous() for p in fast.parameters())
+    expected = ref.generate(batch_ids, attention_mask=mask, max_new_tokens=NEW_TOKENS, do_sample=False)
+    assert generate(fast, batch_ids, NEW_TOKENS, attention_mask=mask).tolist() == expected.tolist()
 
 
 def test_cached_equals_uncached(pair):

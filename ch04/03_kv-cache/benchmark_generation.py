@@ -1,6 +1,8 @@
 """Generation speed of the zoo's KV-cache decoder against `transformers` `generate`, same model and settings.
 
-Both generate greedily, 200 new tokens from a 16-token prompt, fp32, eager attention for transformers;
+Both generate greedily, 200 new tokens from a 16-token prompt, fp32, eager attention for transformers; our
+model is first put into the weight layout for the batch size (``prepare_for_decoding``: fused, column-major
+projections for batch 1, the plain layout for batch 8; same values, not timed);
 runs alternate (ours, theirs, ours, ...) so background load hits both alike, and each pair must produce
 identical tokens. Peak memory while generating (resident set, Linux) is measured in a fresh child process per case.
 
@@ -76,7 +78,10 @@ def load_average() -> float:
 
 
 def time_case(which: str, batch: int, rounds: int, new_tokens: int, pair) -> dict:
+    from llms_from_scratch.nn import prepare_for_decoding
+
     ours, ref = pair
+    prepare_for_decoding(ours, batch_size=batch)  # our weight layout for this batch size (values unchanged)
     ids = prompt(batch, ours.cfg.vocab_size)
     a, b = run_ours(ours, ids, 8), run_theirs(ref, ids, 8)  # warm-up (and a first agreement check)
     assert torch.equal(a, b), "ours and transformers disagree on the warm-up tokens"
@@ -117,6 +122,10 @@ def memory_child(which: str, impl: str, batch: int, new_tokens: int) -> None:
         reset = True
     except OSError:
         reset = False
+    if impl == "ours":
+        from llms_from_scratch.nn import prepare_for_decoding
+
+        prepare_for_decoding(model, batch_size=batch)
     (run_ours if impl == "ours" else run_theirs)(model, ids, new_tokens)
     peak = _peak_rss_mib() if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_mib": peak, "load_peak_mib": load_peak}))

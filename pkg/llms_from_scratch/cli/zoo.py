@@ -44,7 +44,15 @@ def resolve_device(device: str, dtype: str):
 
 @lru_cache(maxsize=1)
 def load_model_and_tokenizer(model: str, device: Any = "cpu", dtype: Any = None) -> tuple[Any, Any]:
-    """Model and tokenizer for ``model`` (name, .gguf file or folder); the last one stays loaded."""
+    """Model and tokenizer for ``model`` (name, .gguf file or folder), the weights laid out for decoding one
+    sequence at a time (what generate, chat and serve do); the last one stays loaded."""
+    from ..nn import prepare_for_decoding
+
+    model_, tokenizer = _load_model_and_tokenizer(model, device, dtype)
+    return prepare_for_decoding(model_, batch_size=1), tokenizer
+
+
+def _load_model_and_tokenizer(model: str, device: Any, dtype: Any) -> tuple[Any, Any]:
     import torch
 
     from ..models import (

@@ -5,6 +5,7 @@ Nothing in here knows a model's name: a family is a configuration that picks amo
 """
 
 from .attention import GroupedQueryAttention, build_attention_mask
+from .decode_layout import FusedProjection, prepare_for_decoding
 from .ffn import FeedForward, SwiGLU
 from .kv_cache import KVCache
 from .mla import MLAConfig, MultiHeadLatentAttention
@@ -15,6 +16,7 @@ from .rope import RopeScaling, RotaryEmbedding, apply_rope, rope_inv_freq
 
 __all__ = [
     "FeedForward",
+    "FusedProjection",
     "GroupedQueryAttention",
     "KVCache",
     "LayerNorm",
@@ -30,5 +32,6 @@ __all__ = [
     "apply_rope",
     "build_attention_mask",
     "load_balancing_loss",
+    "prepare_for_decoding",
     "rope_inv_freq",
 ]

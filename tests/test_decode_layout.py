@@ -1,0 +1,101 @@
+"""The decode layout (nn/decode_layout.py) changes where weights live, never what they are.
+
+Fused projections are views into one block: training, ``load_state_dict`` and dtype moves must keep working and
+must never let the block go stale.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch_threads import single_thread
+
+from llms_from_scratch.models import build_model, get_config
+from llms_from_scratch.nn import prepare_for_decoding
+
+CFG = get_config("qwen3-0.6b", vocab_size=128, emb_dim=32, n_layers=2, hidden_dim=48, n_heads=4, n_kv_groups=2,
+                 head_dim=8, context_length=64)
+IDS = torch.tensor([[3, 14, 15, 92, 65, 35, 89, 79]])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    with single_thread():
+        yield
+
+
+def _models():
+    torch.manual_seed(0)
+    plain = build_model(CFG).eval()
+    return plain, prepare_for_decoding(copy.deepcopy(plain), batch_size=1)
+
+
+def test_values_stay_and_only_the_layout_changes():
+    plain, fast = _models()
+    att = fast.trf_blocks[0].att
+    assert att.fused_qkv is not None and fast.trf_blocks[0].ff.fused_gate_up is not None
+    assert att.W_query.weight.shape == plain.trf_blocks[0].att.W_query.weight.shape
+    assert att.W_query.weight.data_ptr() == att.fused_qkv.weight.data_ptr()  # a view into the fused block
+    assert fast.out_head.weight.t().is_contiguous()  # stored (in, out): column-major
+    for (name, a), (_, b) in zip(plain.state_dict().items(), fast.state_dict().items()):
+        assert torch.equal(a, b), name
+    with torch.no_grad():
+        torch.testing.assert_close(fast(IDS), plain(IDS), atol=1e-6, rtol=1e-6)
+
+
+def test_back_to_the_plain_layout_for_batches():
+    plain, fast = _models()
+    prepare_for_decoding(fast, batch_size=8)
+    assert fast.trf_blocks[0].att.fused_qkv is None
+    assert all(p.is_contiguous() for p in fast.parameters())
+    for (name, a), (_, b) in zip(plain.state_dict().items(), fast.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_training_updates_the_fused_block():
+    """With autograd on, the separate layers run (so gradients reach the parameters); the optimizer then writes
+    into the views, and the fused product sees the new weights."""
+    _, fast = _models()
+    fast.train()
+    opt = torch.optim.SGD(fast.parameters(), lr=0.5)
+    logits = fast(IDS)
+    loss = torch.nn.functional.cross_entropy(logits[0, :-1], IDS[0, 1:])
+    loss.backward()
+    assert fast.trf_blocks[0].att.W_key.weight.grad is not None
+    opt.step()
+    fast.eval()
+    att = fast.trf_blocks[0].att
+    assert att.fused_qkv.usable() is False  # grad mode is on here
+    with torch.no_grad():
+        assert att.fused_qkv.usable()
+        x = torch.randn(1, 3, CFG.emb_dim)
+        q, k, v = att.fused_qkv(x)
+        torch.testing.assert_close(k, torch.nn.functional.linear(x, att.W_key.weight), atol=1e-6, rtol=1e-6)
+
+
+def test_load_state_dict_keeps_the_block_in_sync():
+    plain, fast = _models()
+    other = build_model(CFG).eval()  # different random weights
+    fast.load_state_dict(other.state_dict())
+    assert fast.trf_blocks[1].ff.fused_gate_up.usable() or torch.is_grad_enabled()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(IDS), other(IDS), atol=1e-6, rtol=1e-6)
+
+
+def test_a_dtype_move_falls_back_to_the_separate_layers():
+    plain, fast = _models()
+    fast.to(torch.float64)  # new storage for every parameter: the fused block is stale now
+    with torch.no_grad():
+        assert not fast.trf_blocks[0].att.fused_qkv.usable()
+        torch.testing.assert_close(fast(IDS), plain.to(torch.float64)(IDS), atol=1e-9, rtol=1e-9)
+
+
+def test_mixed_biases_are_refused():
+    from torch import nn
+
+    from llms_from_scratch.nn import FusedProjection
+
+    with pytest.raises(ValueError, match="all of them with a bias or all without"):
+        FusedProjection([nn.Linear(4, 4, bias=True), nn.Linear(4, 4, bias=False)])
