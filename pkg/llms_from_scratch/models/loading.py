@@ -1,8 +1,9 @@
 """Build models from configs, load Hugging Face checkpoints into them, and export them back.
 
 Loading keeps peak memory near one copy of the weights: the model is created on the ``meta`` device (shapes
-only, no storage), each checkpoint tensor is read once, converted and then *assigned* as the parameter, so
-no second, randomly initialized copy ever exists.
+only, no storage), each checkpoint tensor is read once with plain file reads into memory of its own
+(:mod:`.safetensors_read`; no file mapping stays behind), converted and then *assigned* as the parameter, so
+no second, randomly initialized copy ever exists. ``ch04/03_kv-cache/measure_memory.py`` measures it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .config import ModelConfig
 from .decoder import DecoderLM
 from .encoder import EncoderMLM
 from .family import family_for_model_type, get_family
+from .safetensors_read import SafetensorsFile
 from .weights import Rename, WeightMap, WeightMismatchError, convert_to_hf, convert_to_ours
 
 SINGLE_FILE = "model.safetensors"
@@ -115,8 +117,6 @@ def load_hf_checkpoint(
     the folder's ``config.json``. Every checkpoint tensor must find a place in the model and every model
     tensor must be provided, with matching shapes; otherwise a :class:`WeightMismatchError` lists them all.
     """
-    from safetensors import safe_open
-
     check_device_dtype(device, dtype)
     directory = Path(path)
     if not directory.is_dir():
@@ -125,10 +125,7 @@ def load_hf_checkpoint(
     files = _safetensors_files(directory)
     family = get_family(cfg.family)
     with ExitStack() as stack:
-        handles = {}
-        for file in files:
-            handle = stack.enter_context(safe_open(str(file), framework="pt", device="cpu"))
-            handles.update({name: handle for name in handle.keys()})
+        handles = open_safetensors(files, stack)
         is_mlm = cfg.family != "bert" or any(n.startswith("cls.") for n in handles)
         with torch.device("meta"):
             model = build_model(cfg, mlm_head=is_mlm) if cfg.family == "bert" else build_model(cfg)
@@ -160,15 +157,25 @@ def checkpoint_fp32_names(model: nn.Module, wmap: WeightMap, cfg: ModelConfig,
     return names | {p + n for p in prefixes for n in names}
 
 
-def tensor_reader(handles: dict[str, Any], dtype: torch.dtype | None, keep_fp32: set[str] = frozenset()):
+def open_safetensors(files: list[Path], stack: ExitStack) -> dict[str, SafetensorsFile]:
+    """Tensor name -> the open file holding it, for every file in ``files`` (closed when ``stack`` exits)."""
+    handles = {}
+    for file in files:
+        handle = stack.enter_context(SafetensorsFile(file))
+        handles.update({name: handle for name in handle.keys()})
+    return handles
+
+
+def tensor_reader(handles: dict[str, SafetensorsFile], dtype: torch.dtype | None,
+                  keep_fp32: set[str] = frozenset()):
     """``get_tensor(name)`` over open safetensors ``handles``: floating tensors cast to ``dtype`` (when given),
-    the ``keep_fp32`` ones to float32."""
+    the ``keep_fp32`` ones to float32. Each tensor is read into memory of its own, converted on the way."""
 
     def get_tensor(name: str) -> torch.Tensor:
-        t = handles[name].get_tensor(name)
-        if dtype is None or not t.is_floating_point():
-            return t
-        return t.to(torch.float32 if name in keep_fp32 else dtype)
+        handle = handles[name]
+        if dtype is None or not handle.dtype(name).is_floating_point:
+            return handle.get_tensor(name)
+        return handle.get_tensor(name, torch.float32 if name in keep_fp32 else dtype)
 
     return get_tensor
 

@@ -89,18 +89,14 @@ def _shared_names(cfg: ModelConfig) -> dict[str, str]:
 
 def load_mtp(path: str | os.PathLike, model: DecoderLM, *, dtype: torch.dtype | None = None) -> MultiTokenPredictor:
     """Load the MTP layer stored in a DeepSeek-V3 checkpoint folder, sharing ``model``'s embedding and head."""
-    from safetensors import safe_open
-
     from .deepseek import WEIGHT_MAP
-    from .loading import _safetensors_files, checkpoint_fp32_names, tensor_reader
+    from .loading import _safetensors_files, checkpoint_fp32_names, open_safetensors, tensor_reader
 
     cfg = model.cfg
     prefix = f"model.layers.{cfg.n_layers}."
     with ExitStack() as stack:
-        handles = {}
-        for file in _safetensors_files(Path(path)):
-            handle = stack.enter_context(safe_open(str(file), framework="pt", device="cpu"))
-            handles.update({n: handle for n in handle.keys() if n.startswith(prefix)})
+        handles = {n: h for n, h in open_safetensors(_safetensors_files(Path(path)), stack).items()
+                   if n.startswith(prefix)}
         if not handles:
             raise WeightMismatchError(f"{path} holds no multi-token-prediction layer ({prefix}*)")
 
