@@ -1,9 +1,9 @@
 """Build models from configs, load Hugging Face checkpoints into them, and export them back.
 
 Loading keeps peak memory near one copy of the weights: the model is created on the ``meta`` device (shapes
-only, no storage), each checkpoint tensor is read once with plain file reads into memory of its own
-(:mod:`.safetensors_read`; no file mapping stays behind), converted and then *assigned* as the parameter, so
-no second, randomly initialized copy ever exists. ``ch04/03_kv-cache/measure_memory.py`` measures it.
+only, no storage), each checkpoint tensor is read once into memory of its own (see :func:`tensor_reader`),
+converted and then *assigned* as the parameter, so no second, randomly initialized copy ever exists.
+``ch04/03_kv-cache/measure_memory.py`` measures it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,6 @@ from .config import ModelConfig
 from .decoder import DecoderLM
 from .encoder import EncoderMLM
 from .family import family_for_model_type, get_family
-from .safetensors_read import SafetensorsFile
 from .weights import Rename, WeightMap, WeightMismatchError, convert_to_hf, convert_to_ours
 
 SINGLE_FILE = "model.safetensors"
@@ -124,21 +122,20 @@ def load_hf_checkpoint(
     cfg = config or read_hf_config(directory)
     files = _safetensors_files(directory)
     family = get_family(cfg.family)
-    with ExitStack() as stack:
-        handles = open_safetensors(files, stack)
-        is_mlm = cfg.family != "bert" or any(n.startswith("cls.") for n in handles)
-        with torch.device("meta"):
-            model = build_model(cfg, mlm_head=is_mlm) if cfg.family == "bert" else build_model(cfg)
+    handles = open_safetensors(files)
+    is_mlm = cfg.family != "bert" or any(n.startswith("cls.") for n in handles)
+    with torch.device("meta"):
+        model = build_model(cfg, mlm_head=is_mlm) if cfg.family == "bert" else build_model(cfg)
 
-        keep = checkpoint_fp32_names(model, family.weight_map, cfg, family.strip_prefixes)
-        get_tensor = tensor_reader(handles, dtype, keep)
-        names = list(handles)
-        if family.prepare_checkpoint is not None:
-            names, get_tensor = family.prepare_checkpoint(names, get_tensor, cfg)
-        state = convert_to_ours(
-            names, get_tensor, family.weight_map, cfg, _expected_shapes(model),
-            strip_prefixes=family.strip_prefixes, shared=_tied_names(model),
-        )
+    keep = checkpoint_fp32_names(model, family.weight_map, cfg, family.strip_prefixes)
+    get_tensor = tensor_reader(handles, dtype, keep)
+    names = list(handles)
+    if family.prepare_checkpoint is not None:
+        names, get_tensor = family.prepare_checkpoint(names, get_tensor, cfg)
+    state = convert_to_ours(
+        names, get_tensor, family.weight_map, cfg, _expected_shapes(model),
+        strip_prefixes=family.strip_prefixes, shared=_tied_names(model),
+    )
     model = load_state_dict_into(model, state)
     return model.to(device).eval()
 
@@ -157,25 +154,35 @@ def checkpoint_fp32_names(model: nn.Module, wmap: WeightMap, cfg: ModelConfig,
     return names | {p + n for p in prefixes for n in names}
 
 
-def open_safetensors(files: list[Path], stack: ExitStack) -> dict[str, SafetensorsFile]:
-    """Tensor name -> the open file holding it, for every file in ``files`` (closed when ``stack`` exits)."""
-    handles = {}
+def open_safetensors(files: list[Path]) -> dict[str, Path]:
+    """Tensor name -> the safetensors file holding it, for every file in ``files``."""
+    from safetensors import safe_open
+
+    where = {}
     for file in files:
-        handle = stack.enter_context(SafetensorsFile(file))
-        handles.update({name: handle for name in handle.keys()})
-    return handles
+        with safe_open(str(file), framework="pt", device="cpu") as handle:
+            where.update({name: file for name in handle.keys()})
+    return where
 
 
-def tensor_reader(handles: dict[str, SafetensorsFile], dtype: torch.dtype | None,
-                  keep_fp32: set[str] = frozenset()):
-    """``get_tensor(name)`` over open safetensors ``handles``: floating tensors cast to ``dtype`` (when given),
-    the ``keep_fp32`` ones to float32. Each tensor is read into memory of its own, converted on the way."""
+def tensor_reader(where: dict[str, Path], dtype: torch.dtype | None, keep_fp32: set[str] = frozenset()):
+    """``get_tensor(name)`` for the tensors :func:`open_safetensors` found: floating tensors cast to ``dtype``
+    (when given), the ``keep_fp32`` ones to float32.
+
+    Each call opens the file, copies the one tensor out and closes the file again. ``safe_open`` maps the whole
+    file and hands out views of that mapping; the pages a read touches stay resident until the mapping closes,
+    so a file held open through loading (or a view kept as a parameter) would keep a second copy of the
+    checkpoint in memory. Re-reading the header for every tensor is cheap next to that.
+    """
+    from safetensors import safe_open
 
     def get_tensor(name: str) -> torch.Tensor:
-        handle = handles[name]
-        if dtype is None or not handle.dtype(name).is_floating_point:
-            return handle.get_tensor(name)
-        return handle.get_tensor(name, torch.float32 if name in keep_fp32 else dtype)
+        with safe_open(str(where[name]), framework="pt", device="cpu") as handle:
+            t = handle.get_tensor(name)
+            target = t.dtype
+            if dtype is not None and t.is_floating_point():
+                target = torch.float32 if name in keep_fp32 else dtype
+            return t.to(target, copy=True)  # memory of its own, never a view of the mapping
 
     return get_tensor
 

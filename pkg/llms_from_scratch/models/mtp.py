@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from contextlib import ExitStack
 from pathlib import Path
 
 import torch
@@ -94,25 +93,24 @@ def load_mtp(path: str | os.PathLike, model: DecoderLM, *, dtype: torch.dtype | 
 
     cfg = model.cfg
     prefix = f"model.layers.{cfg.n_layers}."
-    with ExitStack() as stack:
-        handles = {n: h for n, h in open_safetensors(_safetensors_files(Path(path)), stack).items()
-                   if n.startswith(prefix)}
-        if not handles:
-            raise WeightMismatchError(f"{path} holds no multi-token-prediction layer ({prefix}*)")
+    handles = {n: h for n, h in open_safetensors(_safetensors_files(Path(path))).items()
+               if n.startswith(prefix)}
+    if not handles:
+        raise WeightMismatchError(f"{path} holds no multi-token-prediction layer ({prefix}*)")
 
-        with torch.device("meta"):
-            mtp = MultiTokenPredictor(cfg, model.tok_emb, model.out_head)
-        wmap = mtp_weight_map(cfg, WEIGHT_MAP)
-        get_tensor = tensor_reader(handles, dtype, checkpoint_fp32_names(mtp, wmap, cfg))
-        names, get_tensor = dequantize_fp8_blocks(list(handles), get_tensor, cfg)
-        shared = _shared_names(cfg)
-        main_state = model.state_dict()
-        for name, ours in shared.items():
-            if name in handles and not torch.equal(get_tensor(name).to(main_state[ours].dtype), main_state[ours]):
-                raise WeightMismatchError(f"{name} differs from the main model's {ours}; the MTP layer is meant to "
-                                          "share the main model's embedding and head")
-        expected = {n: p.shape for n, p in mtp.state_dict().items()}
-        state = convert_to_ours([n for n in names if n not in shared], get_tensor, wmap, cfg, expected)
+    with torch.device("meta"):
+        mtp = MultiTokenPredictor(cfg, model.tok_emb, model.out_head)
+    wmap = mtp_weight_map(cfg, WEIGHT_MAP)
+    get_tensor = tensor_reader(handles, dtype, checkpoint_fp32_names(mtp, wmap, cfg))
+    names, get_tensor = dequantize_fp8_blocks(list(handles), get_tensor, cfg)
+    shared = _shared_names(cfg)
+    main_state = model.state_dict()
+    for name, ours in shared.items():
+        if name in handles and not torch.equal(get_tensor(name).to(main_state[ours].dtype), main_state[ours]):
+            raise WeightMismatchError(f"{name} differs from the main model's {ours}; the MTP layer is meant to "
+                                      "share the main model's embedding and head")
+    expected = {n: p.shape for n, p in mtp.state_dict().items()}
+    state = convert_to_ours([n for n in names if n not in shared], get_tensor, wmap, cfg, expected)
     mtp.load_state_dict(state, strict=True, assign=True)
     return mtp.to(model.tok_emb.weight.device).eval()
 
