@@ -6,6 +6,9 @@
 Batched prompts of different lengths are left-padded and passed with an ``attention_mask`` (1 = real
 token); each row then yields exactly the tokens it yields alone. :func:`stream` produces the same tokens one
 step at a time, for printing text as it arrives.
+
+On a CPU, ``llms_from_scratch.nn.prepare_for_decoding(model, batch_size=1)`` (once, before generating) stores the
+weights in the layout that decodes one sequence fastest; it changes no values (see ``nn/decode_layout.py``).
 """
 
 from __future__ import annotations
