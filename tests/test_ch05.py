@@ -135,3 +135,11 @@ def test_quick_mode_training_matches_reference_losses(capsys):
         assert ours["val_loss"] == pytest.approx(ref["val_loss"], abs=reference["tolerance"])
     # the stated margin: training lowers the training loss by at least this much within these seeded steps
     assert train_losses[0] - train_losses[-1] >= reference["min_train_loss_drop"]
+
+
+def test_full_mode_reference_covers_every_epoch():
+    """The book-scale reference is complete: one entry per epoch of its settings, training loss falling."""
+    full = REFERENCE["modes"]["full"]
+    epochs = full["epochs"]
+    assert [e["epoch"] for e in epochs] == list(range(1, full["settings"]["num_epochs"] + 1))
+    assert full["first_eval"]["train_loss"] > epochs[0]["train_loss"] > epochs[-1]["train_loss"]
