@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SMALL_BATCH = 2  # up to this many rows per decode step, the column-major, fused layout is faster here
+SMALL_BATCH = 1  # measured faster at batch 1 (and slower at batch 8); sizes in between were not measured
 
 
 def set_weight_layout(linear: nn.Linear, *, column_major: bool) -> None:
