@@ -1,4 +1,4 @@
-"""The decode layout (nn/decode_layout.py) changes where weights live, never what they are.
+"""The decode layout (nn/decode_layout.py) changes how weights are multiplied and where they live, never what they are.
 
 Fused projections are views into one block: training, ``load_state_dict`` and dtype moves must keep working and
 must never let the block go stale.
@@ -14,6 +14,7 @@ from torch_threads import single_thread
 
 from llms_from_scratch.models import build_model, get_config
 from llms_from_scratch.nn import prepare_for_decoding
+from llms_from_scratch.nn.decode_layout import DecodeLinear, split_linear
 
 CFG = get_config("qwen3-0.6b", vocab_size=128, emb_dim=32, n_layers=2, hidden_dim=48, n_heads=4, n_kv_groups=2,
                  head_dim=8, context_length=64)
@@ -38,17 +39,34 @@ def test_values_stay_and_only_the_layout_changes():
     assert att.fused_qkv is not None and fast.trf_blocks[0].ff.fused_gate_up is not None
     assert att.W_query.weight.shape == plain.trf_blocks[0].att.W_query.weight.shape
     assert att.W_query.weight.data_ptr() == att.fused_qkv.weight.data_ptr()  # a view into the fused block
-    assert fast.out_head.weight.t().is_contiguous()  # stored (in, out): column-major
+    assert type(fast.out_head) is DecodeLinear and fast.out_head.weight.is_contiguous()  # same object, new forward
     for (name, a), (_, b) in zip(plain.state_dict().items(), fast.state_dict().items()):
         assert torch.equal(a, b), name
     with torch.no_grad():
         torch.testing.assert_close(fast(IDS), plain(IDS), atol=1e-6, rtol=1e-6)
+        for rows in (1, 2, 4):  # few rows: the split products run
+            torch.testing.assert_close(fast(IDS[:, :rows]), plain(IDS[:, :rows]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("out_features", [1, 3, 8, 130])  # fewer rows than parts, even, and a remainder of 2
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("shape", [(1, 1), (2, 1), (1, 3), (4,), (2, 3)])  # leading dims of x: 1 to 6 rows
+def test_split_linear_equals_linear(out_features, bias, shape):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(24, out_features, bias=bias)
+    x = torch.randn(*shape, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(split_linear(x, layer.weight, layer.bias), layer(x), atol=1e-6, rtol=1e-6)
 
 
 def test_back_to_the_plain_layout_for_batches():
     plain, fast = _models()
+    block = fast.trf_blocks[0].att.fused_qkv.weight
     prepare_for_decoding(fast, batch_size=8)
     assert fast.trf_blocks[0].att.fused_qkv is None
+    assert type(fast.out_head) is torch.nn.Linear
+    # every layer owns its weight again, so the fused block can be freed
+    assert fast.trf_blocks[0].att.W_query.weight.untyped_storage().data_ptr() != block.untyped_storage().data_ptr()
     assert all(p.is_contiguous() for p in fast.parameters())
     for (name, a), (_, b) in zip(plain.state_dict().items(), fast.state_dict().items()):
         assert torch.equal(a, b), name

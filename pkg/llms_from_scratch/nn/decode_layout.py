@@ -1,21 +1,27 @@
-"""A memory layout for fast decoding: the same weights, stored so that batch-1 matrix products read them well.
+"""Decoding fast on a CPU: the same weights, multiplied in the way that streams them well for one row at a time.
 
 Decoding one token at a time multiplies a single activation row by every weight matrix; the step is bound by
-how fast the weights stream from memory, not by arithmetic. Two layout changes help on CPUs, and neither
-changes a single value:
+how fast the weights stream from memory, not by arithmetic. Two changes help on CPUs, and neither changes a
+single stored value:
 
-* **column-major weights.** ``nn.Linear`` keeps its weight as (out_features, in_features), row by row. For a
-  single input row, MKL's kernels stream a weight stored the other way round, (in, out) row by row, close to the
-  memory bandwidth, and the (out, in) one at about half of it (measured here on the 768 x 50,257 GPT-2 output
-  head at batch 1 with one thread: 12.7 ms against 6.7 ms; at batch 8 both took 27.5 ms). GPT-2's original
-  ``Conv1D`` stores its weights that way for the same reason. The parameter keeps its shape (out, in); only its
-  strides change, so ``F.linear``, ``state_dict`` and every loader see the same tensor.
+* **split products for few rows.** For an input of one row, ``F.linear`` reaches MKL's matrix-vector kernel,
+  which streams a row-major (out, in) weight at about half the memory bandwidth. Viewing the same weight as
+  ``SPLIT_PARTS`` blocks of rows, (parts, out / parts, in), and multiplying all blocks by the input in one
+  ``torch.bmm`` streams it close to the bandwidth and spreads the blocks over the threads. Measured here (2
+  cores, fp32, the 48 GPT-2 124M block matrices, 340 MB, read from memory once per step): 23-25 ms with
+  ``F.linear`` against 9-15 ms split, at 1 and 2 threads alike; the 768 x 50,257 output head: 12-15 ms against
+  3-4 ms. From 8 rows on the split product was no faster, so it is used only up to :data:`SPLIT_MAX_ROWS` rows
+  (a batch-1 decode step; prefill of a long prompt keeps ``F.linear``), and only in float32 (bfloat16 weights
+  already stream well through ``F.linear``). No copy is needed: a row-major weight already is those blocks,
+  one after the other.
 * **fused projections.** Linear layers that read the same input (the query, key and value projections; the
   gate and up projections of SwiGLU) become one matrix product over their weights stacked into one block, which
   saves the per-call overhead that dominates small layers. Each layer's parameters become *views* into that
   block, so training, ``load_state_dict`` and optimizers keep working on them, and the block stays in sync.
   The fused product is used only without autograd (generation); if a parameter is replaced (``model.to(...)``,
   assigning ``.data``), the module notices and falls back to its separate layers.
+
+Both are used only with autograd off, so training always takes the plain path.
 
 >>> prepare_for_decoding(model, batch_size=1)  # once, after loading and before generating
 """
@@ -28,16 +34,45 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SMALL_BATCH = 1  # measured faster at batch 1 (and slower at batch 8); sizes in between were not measured
+SMALL_BATCH = 1  # batch sizes decoded with fused projections (measured faster at 1; 8 kept the plain layout)
+SPLIT_MAX_ROWS = 4  # input rows up to which the split product is used (faster at 1-4 rows, not at 8)
+SPLIT_PARTS = 4  # row blocks per weight: 2 and 4 measured alike, 4 leaves room for more threads
 
 
-def set_weight_layout(linear: nn.Linear, *, column_major: bool) -> None:
-    """Store ``linear.weight`` column-major ((in, out) contiguous) or row-major; values and shape (out, in) stay."""
-    w = linear.weight.data
-    if column_major and not w.t().is_contiguous():
-        linear.weight.data = w.t().contiguous().t()
-    elif not column_major and not w.is_contiguous():
-        linear.weight.data = w.contiguous()
+def split_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` for an ``x`` with few rows, as one batched product over row blocks.
+
+    Falls back to ``F.linear`` for more than :data:`SPLIT_MAX_ROWS` rows, a weight that is not row-major, and
+    dtypes other than float32 (in bfloat16 the split product measured slower: 16 ms against 11-12 ms).
+    """
+    out_features, in_features = weight.shape
+    rows = x.reshape(-1, in_features)  # (..., in) -> (M, in)
+    m = rows.shape[0]
+    if not 0 < m <= SPLIT_MAX_ROWS or out_features < SPLIT_PARTS or weight.dtype != torch.float32 or not weight.is_contiguous():
+        return F.linear(x, weight, bias)
+    main = out_features - out_features % SPLIT_PARTS  # rows that split evenly; the rest (< SPLIT_PARTS) go alone
+    blocks = weight[:main].view(SPLIT_PARTS, main // SPLIT_PARTS, in_features)  # a view: no copy
+    # (parts, out / parts, in) @ (parts, in, M) -> (parts, out / parts, M), which is (main, M) row by row
+    y = torch.bmm(blocks, rows.t().expand(SPLIT_PARTS, in_features, m)).view(main, m)
+    if main < out_features:
+        y = torch.cat([y, weight[main:] @ rows.t()])  # (out, M)
+    y = y.t()  # (M, out)
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*x.shape[:-1], out_features)
+
+
+class DecodeLinear(nn.Linear):
+    """``nn.Linear`` that takes :func:`split_linear` when autograd is off.
+
+    :func:`prepare_for_decoding` switches a plain ``nn.Linear`` to this class in place (and back): the module,
+    its parameters and its ``state_dict`` stay the same objects; only ``forward`` differs.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return F.linear(x, self.weight, self.bias)
+        return split_linear(x, self.weight, self.bias)
 
 
 class FusedProjection:
@@ -53,8 +88,7 @@ class FusedProjection:
             raise ValueError("fusing linear layers needs all of them with a bias or all without")
         self.linears = list(linears)
         self.sizes = [lin.out_features for lin in linears]
-        stacked = torch.cat([lin.weight.detach() for lin in linears], dim=0)  # (sum of out_features, in_features)
-        self.weight = stacked.t().contiguous().t()  # same values, column-major (see the module docstring)
+        self.weight = torch.cat([lin.weight.detach() for lin in linears], dim=0)  # (sum of out_features, in)
         self.bias = torch.cat([lin.bias.detach() for lin in linears]) if has_bias.pop() else None
         start = 0
         for lin, size in zip(self.linears, self.sizes):
@@ -70,15 +104,15 @@ class FusedProjection:
             lin.weight.data_ptr() == ptr for lin, ptr in zip(self.linears, self._pointers))
 
     def release(self) -> None:
-        """Give every layer its own row-major weight (and bias) again; the block is freed with this object."""
+        """Give every layer its own weight (and bias) again; the block is freed with this object."""
         for lin in self.linears:
-            lin.weight.data = lin.weight.data.contiguous()
+            lin.weight.data = lin.weight.data.clone()
             if lin.bias is not None:
                 lin.bias.data = lin.bias.data.clone()
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``x`` (..., in_features) -> one output per fused layer, each (..., its out_features)."""
-        return F.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+        return split_linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
 
 
 def set_fused(current: FusedProjection | None, linears: Sequence[nn.Linear], enabled: bool) -> FusedProjection | None:
@@ -91,11 +125,12 @@ def set_fused(current: FusedProjection | None, linears: Sequence[nn.Linear], ena
 
 
 def prepare_for_decoding(model: nn.Module, batch_size: int = 1) -> nn.Module:
-    """Store ``model``'s weights in the layout that decodes ``batch_size`` rows per step fastest on a CPU.
+    """Set ``model`` up to decode ``batch_size`` rows per step fastest on a CPU; no stored value changes.
 
-    Up to :data:`SMALL_BATCH` rows: projections that share their input are fused and every weight is stored
-    column-major. For larger batches the plain layout (separate layers, row-major) was faster here, so this
-    restores it. Values never change; outputs equal the plain model's up to float rounding. Returns ``model``.
+    Up to :data:`SMALL_BATCH` rows: projections that share their input are fused, and every other plain
+    ``nn.Linear`` becomes a :class:`DecodeLinear` (split products for few rows). For larger batches the plain
+    layers were as fast or faster here, so this restores them. Outputs equal the plain model's up to float
+    rounding; training (autograd on) always runs the plain layers. Returns ``model``.
     """
     small = batch_size <= SMALL_BATCH
     fused: set[int] = set()
@@ -106,6 +141,7 @@ def prepare_for_decoding(model: nn.Module, batch_size: int = 1) -> nn.Module:
             if small:
                 fused.update(id(lin) for lin in module.fusable_linears())
     for module in model.modules():
-        if isinstance(module, nn.Linear) and id(module) not in fused:
-            set_weight_layout(module, column_major=small)
+        # only exact nn.Linear (and our subclass) switch: subclasses such as LoRA layers keep their own forward
+        if type(module) in (nn.Linear, DecodeLinear) and id(module) not in fused:
+            module.__class__ = DecodeLinear if small else nn.Linear
     return model
