@@ -13,8 +13,8 @@ import torch
 from torch_threads import single_thread
 
 from llms_from_scratch.models import build_model, get_config
-from llms_from_scratch.nn import prepare_for_decoding
-from llms_from_scratch.nn.decode_layout import DecodeLinear, split_linear
+from llms_from_scratch.nn import decode_layout, prepare_for_decoding
+from llms_from_scratch.nn.decode_layout import DecodeLinear, decode_linear, split_linear
 
 CFG = get_config("qwen3-0.6b", vocab_size=128, emb_dim=32, n_layers=2, hidden_dim=48, n_heads=4, n_kv_groups=2,
                  head_dim=8, context_length=64)
@@ -50,26 +50,46 @@ def test_values_stay_and_only_the_layout_changes():
 
 @pytest.mark.parametrize("out_features", [1, 3, 8, 130])  # fewer rows than parts, even, and a remainder of 2
 @pytest.mark.parametrize("bias", [True, False])
-@pytest.mark.parametrize("shape", [(1, 1), (2, 1), (1, 3), (4,), (2, 3)])  # leading dims of x: 1 to 6 rows
-def test_split_linear_equals_linear(out_features, bias, shape):
+# leading dims of x: 1 to 4 rows take the split product, 6 and 40 rows oneDNN
+@pytest.mark.parametrize("shape", [(1, 1), (2, 1), (1, 3), (4,), (2, 3), (5, 8)])
+def test_decode_linear_equals_linear(out_features, bias, shape):
     torch.manual_seed(0)
     layer = torch.nn.Linear(24, out_features, bias=bias)
     x = torch.randn(*shape, 24)
     with torch.no_grad():
-        torch.testing.assert_close(split_linear(x, layer.weight, layer.bias), layer(x), atol=1e-6, rtol=1e-6)
+        torch.testing.assert_close(decode_linear(x, layer.weight, layer.bias), layer(x), atol=1e-5, rtol=1e-5)
+        if len(shape) == 2 and shape[0] * shape[1] <= 4:
+            torch.testing.assert_close(split_linear(x.reshape(-1, 24), layer.weight), x.reshape(-1, 24) @ layer.weight.T,
+                                       atol=1e-5, rtol=1e-5)
 
 
-def test_back_to_the_plain_layout_for_batches():
+def test_the_onednn_kernel_is_found_where_pytorch_has_one():
+    """A PyTorch without the private oneDNN op would silently lose the batch speed-up: fail loudly instead."""
+    if torch.backends.mkldnn.is_available():
+        assert decode_layout._ONEDNN_LINEAR is not None
+
+
+def test_other_dtypes_take_f_linear():
+    layer = torch.nn.Linear(24, 8).to(torch.bfloat16)
+    x = torch.randn(1, 24, dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(decode_linear(x, layer.weight, layer.bias), torch.nn.functional.linear(x, layer.weight, layer.bias))
+
+
+def test_batches_keep_separate_projections():
     plain, fast = _models()
     block = fast.trf_blocks[0].att.fused_qkv.weight
     prepare_for_decoding(fast, batch_size=8)
     assert fast.trf_blocks[0].att.fused_qkv is None
-    assert type(fast.out_head) is torch.nn.Linear
+    assert type(fast.out_head) is DecodeLinear
     # every layer owns its weight again, so the fused block can be freed
     assert fast.trf_blocks[0].att.W_query.weight.untyped_storage().data_ptr() != block.untyped_storage().data_ptr()
     assert all(p.is_contiguous() for p in fast.parameters())
     for (name, a), (_, b) in zip(plain.state_dict().items(), fast.state_dict().items()):
         assert torch.equal(a, b), name
+    with torch.no_grad():
+        batch = IDS.repeat(8, 1)
+        torch.testing.assert_close(fast(batch), plain(batch), atol=1e-5, rtol=1e-5)
 
 
 def test_training_updates_the_fused_block():

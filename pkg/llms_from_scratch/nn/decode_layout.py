@@ -39,31 +39,57 @@ SPLIT_MAX_ROWS = 4  # input rows up to which the split product is used (faster a
 SPLIT_PARTS = 4  # row blocks per weight: 2 and 4 measured alike, 4 leaves room for more threads
 
 
-def split_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)`` for an ``x`` with few rows, as one batched product over row blocks.
+def _find_onednn_linear():
+    """PyTorch's oneDNN linear kernel (the one ``torch.compile`` calls on CPUs), or None in builds without it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        return torch.ops.mkldnn._linear_pointwise
+    except (AttributeError, RuntimeError):
+        return None
 
-    Falls back to ``F.linear`` for more than :data:`SPLIT_MAX_ROWS` rows, a weight that is not row-major, and
-    dtypes other than float32 (in bfloat16 the split product measured slower: 16 ms against 11-12 ms).
+
+_ONEDNN_LINEAR = _find_onednn_linear()
+
+
+def decode_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` computed by the kernel that was fastest here for the number of rows in ``x``.
+
+    float32 with a row-major weight only (other inputs take ``F.linear``): up to :data:`SPLIT_MAX_ROWS` rows, one
+    batched product over row blocks of the weight (:func:`split_linear`); more rows, PyTorch's oneDNN kernel.
     """
+    if weight.dtype != torch.float32 or x.dtype != torch.float32 or not weight.is_contiguous():
+        return F.linear(x, weight, bias)
     out_features, in_features = weight.shape
     rows = x.reshape(-1, in_features)  # (..., in) -> (M, in)
     m = rows.shape[0]
-    if not 0 < m <= SPLIT_MAX_ROWS or out_features < SPLIT_PARTS or weight.dtype != torch.float32 or not weight.is_contiguous():
+    if 0 < m <= SPLIT_MAX_ROWS and out_features >= SPLIT_PARTS:
+        y = split_linear(rows, weight)
+        if bias is not None:
+            y = y + bias
+    elif m > 0 and _ONEDNN_LINEAR is not None:
+        y = _ONEDNN_LINEAR(rows, weight, bias, "none", [], "")
+    else:
         return F.linear(x, weight, bias)
+    return y.reshape(*x.shape[:-1], out_features)
+
+
+def split_linear(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``rows @ weight.T`` for a few ``rows`` (M, in) and a row-major ``weight`` (out, in), as one ``torch.bmm``
+    over :data:`SPLIT_PARTS` blocks of the weight's rows. Returns (M, out)."""
+    out_features, in_features = weight.shape
+    m = rows.shape[0]
     main = out_features - out_features % SPLIT_PARTS  # rows that split evenly; the rest (< SPLIT_PARTS) go alone
     blocks = weight[:main].view(SPLIT_PARTS, main // SPLIT_PARTS, in_features)  # a view: no copy
     # (parts, out / parts, in) @ (parts, in, M) -> (parts, out / parts, M), which is (main, M) row by row
     y = torch.bmm(blocks, rows.t().expand(SPLIT_PARTS, in_features, m)).view(main, m)
     if main < out_features:
         y = torch.cat([y, weight[main:] @ rows.t()])  # (out, M)
-    y = y.t()  # (M, out)
-    if bias is not None:
-        y = y + bias
-    return y.reshape(*x.shape[:-1], out_features)
+    return y.t()
 
 
 class DecodeLinear(nn.Linear):
-    """``nn.Linear`` that takes :func:`split_linear` when autograd is off.
+    """``nn.Linear`` that takes :func:`decode_linear` when autograd is off.
 
     :func:`prepare_for_decoding` switches a plain ``nn.Linear`` to this class in place (and back): the module,
     its parameters and its ``state_dict`` stay the same objects; only ``forward`` differs.
@@ -72,7 +98,7 @@ class DecodeLinear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
             return F.linear(x, self.weight, self.bias)
-        return split_linear(x, self.weight, self.bias)
+        return decode_linear(x, self.weight, self.bias)
 
 
 class FusedProjection:
@@ -112,7 +138,7 @@ class FusedProjection:
 
     def __call__(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``x`` (..., in_features) -> one output per fused layer, each (..., its out_features)."""
-        return split_linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+        return decode_linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
 
 
 def set_fused(current: FusedProjection | None, linears: Sequence[nn.Linear], enabled: bool) -> FusedProjection | None:
@@ -127,10 +153,10 @@ def set_fused(current: FusedProjection | None, linears: Sequence[nn.Linear], ena
 def prepare_for_decoding(model: nn.Module, batch_size: int = 1) -> nn.Module:
     """Set ``model`` up to decode ``batch_size`` rows per step fastest on a CPU; no stored value changes.
 
-    Up to :data:`SMALL_BATCH` rows: projections that share their input are fused, and every other plain
-    ``nn.Linear`` becomes a :class:`DecodeLinear` (split products for few rows). For larger batches the plain
-    layers were as fast or faster here, so this restores them. Outputs equal the plain model's up to float
-    rounding; training (autograd on) always runs the plain layers. Returns ``model``.
+    Every plain ``nn.Linear`` becomes a :class:`DecodeLinear` (the kernel for the number of rows, see
+    :func:`decode_linear`); up to :data:`SMALL_BATCH` rows, projections that share their input are also fused.
+    Outputs equal the plain model's up to float rounding; training (autograd on) always runs the plain layers.
+    Returns ``model``.
     """
     small = batch_size <= SMALL_BATCH
     fused: set[int] = set()
@@ -141,7 +167,7 @@ def prepare_for_decoding(model: nn.Module, batch_size: int = 1) -> nn.Module:
             if small:
                 fused.update(id(lin) for lin in module.fusable_linears())
     for module in model.modules():
-        # only exact nn.Linear (and our subclass) switch: subclasses such as LoRA layers keep their own forward
-        if type(module) in (nn.Linear, DecodeLinear) and id(module) not in fused:
-            module.__class__ = DecodeLinear if small else nn.Linear
+        # only exact nn.Linear switches: subclasses such as LoRA layers keep their own forward
+        if type(module) is nn.Linear:
+            module.__class__ = DecodeLinear
     return model
