@@ -69,11 +69,14 @@ def test_the_onednn_kernel_is_found_where_pytorch_has_one():
         assert decode_layout._ONEDNN_LINEAR is not None
 
 
-def test_other_dtypes_take_f_linear():
+def test_other_dtypes_and_devices_take_f_linear():
     layer = torch.nn.Linear(24, 8).to(torch.bfloat16)
     x = torch.randn(1, 24, dtype=torch.bfloat16)
     with torch.no_grad():
         assert torch.equal(decode_linear(x, layer.weight, layer.bias), torch.nn.functional.linear(x, layer.weight, layer.bias))
+        # not a CPU tensor (the oneDNN op would refuse it): F.linear, which on the meta device gives just the shape
+        meta = torch.nn.Linear(24, 8, device="meta")
+        assert decode_linear(torch.empty(6, 24, device="meta"), meta.weight, meta.bias).shape == (6, 8)
 
 
 def test_batches_keep_separate_projections():

@@ -1,8 +1,8 @@
 """Generation speed of the zoo's KV-cache decoder against `transformers` `generate`, same model and settings.
 
 Both generate greedily, 200 new tokens from a 16-token prompt, fp32, eager attention for transformers; our
-model is first put into the weight layout for the batch size (``prepare_for_decoding``: fused, column-major
-projections for batch 1, the plain layout for batch 8; same values, not timed);
+model is first set up for the batch size (``prepare_for_decoding``: the matrix-product kernel chosen by the
+number of rows, plus fused projections at batch 1; same values, not timed);
 runs alternate (ours, theirs, ours, ...) so background load hits both alike, and each pair must produce
 identical tokens. Peak memory while generating (resident set, Linux) is measured in a fresh child process per case.
 
@@ -81,7 +81,7 @@ def time_case(which: str, batch: int, rounds: int, new_tokens: int, pair) -> dic
     from llms_from_scratch.nn import prepare_for_decoding
 
     ours, ref = pair
-    prepare_for_decoding(ours, batch_size=batch)  # our weight layout for this batch size (values unchanged)
+    prepare_for_decoding(ours, batch_size=batch)  # our decode set-up for this batch size (values unchanged)
     ids = prompt(batch, ours.cfg.vocab_size)
     a, b = run_ours(ours, ids, 8), run_theirs(ref, ids, 8)  # warm-up (and a first agreement check)
     assert torch.equal(a, b), "ours and transformers disagree on the warm-up tokens"

@@ -7,7 +7,7 @@ baseline, resets the kernel's peak counter (``/proc/self/clear_refs``) and does 
 * **load**: load one checkpoint. ``peak - baseline`` is what loading needed at its worst, reported as a multiple
   of the loaded weights' bytes (1.0x = exactly one copy of the weights; the goal is to stay near it).
   ``after - baseline`` is what the loaded model keeps.
-* **generate**: load (not measured), then put our model into its decoding layout (``prepare_for_decoding``) and
+* **generate**: load (not measured), then set our model up for decoding (``prepare_for_decoding``) and
   generate greedily. ``peak - after load`` is what generating needs on top of the loaded model: the KV cache,
   activations, logits and whatever the layout change costs.
 

@@ -7,8 +7,9 @@ Batched prompts of different lengths are left-padded and passed with an ``attent
 token); each row then yields exactly the tokens it yields alone. :func:`stream` produces the same tokens one
 step at a time, for printing text as it arrives.
 
-On a CPU, ``llms_from_scratch.nn.prepare_for_decoding(model, batch_size=1)`` (once, before generating) stores the
-weights in the layout that decodes one sequence fastest; it changes no values (see ``nn/decode_layout.py``).
+On a CPU, ``llms_from_scratch.nn.prepare_for_decoding(model, batch_size=...)`` (once, before generating) makes
+every linear layer use the matrix-product kernel that was fastest for its number of input rows; it changes no
+values (see ``nn/decode_layout.py``).
 """
 
 from __future__ import annotations

@@ -1,19 +1,19 @@
-"""Decoding fast on a CPU: the same weights, multiplied in the way that streams them well for one row at a time.
+"""Decoding fast on a CPU: the same weights, multiplied by the kernel that streams them best for the rows at hand.
 
-Decoding one token at a time multiplies a single activation row by every weight matrix; the step is bound by
-how fast the weights stream from memory, not by arithmetic. Two changes help on CPUs, and neither changes a
-single stored value:
+Decoding one token at a time multiplies a single activation row (or one per sequence of a batch) by every
+weight matrix; the step is bound by how fast the weights stream from memory, not by arithmetic. Three changes
+help on CPUs, and none changes a single stored value (measured here: 2 cores, fp32, the 48 GPT-2 124M block
+matrices, 340 MB, cycled so that every product reads them from memory):
 
-* **split products for few rows.** For an input of one row, ``F.linear`` reaches MKL's matrix-vector kernel,
-  which streams a row-major (out, in) weight at about half the memory bandwidth. Viewing the same weight as
-  ``SPLIT_PARTS`` blocks of rows, (parts, out / parts, in), and multiplying all blocks by the input in one
-  ``torch.bmm`` streams it close to the bandwidth and spreads the blocks over the threads. Measured here (2
-  cores, fp32, the 48 GPT-2 124M block matrices, 340 MB, read from memory once per step): 23-25 ms with
-  ``F.linear`` against 9-15 ms split, at 1 and 2 threads alike; the 768 x 50,257 output head: 12-15 ms against
-  3-4 ms. From 8 rows on the split product was no faster, so it is used only up to :data:`SPLIT_MAX_ROWS` rows
-  (a batch-1 decode step; prefill of a long prompt keeps ``F.linear``), and only in float32 (bfloat16 weights
-  already stream well through ``F.linear``). No copy is needed: a row-major weight already is those blocks,
-  one after the other.
+* **split products for 1-4 rows.** For an input of one row, ``F.linear`` reaches MKL's matrix-vector kernel,
+  which streamed a row-major (out, in) weight at about half the memory bandwidth: 23-25 ms for the 48
+  matrices, 12-15 ms for the 768 x 50,257 output head. Viewing the same weight as ``SPLIT_PARTS`` blocks of
+  rows, (parts, out / parts, in), and multiplying all blocks by the input in one ``torch.bmm`` took 9-15 ms and
+  3-4 ms, at 1 and 2 threads alike. No copy is needed: a row-major weight already is those blocks, one after
+  the other. Used up to :data:`SPLIT_MAX_ROWS` rows, in float32 only (in bfloat16 it was slower).
+* **oneDNN for more rows.** From 5 rows on (batched decoding, prefill), PyTorch's oneDNN linear kernel beat
+  ``F.linear``'s MKL path at every size measured: at 8 rows 21 against 35-40 ms, at 512 rows 417-427 against
+  488-534 ms.
 * **fused projections.** Linear layers that read the same input (the query, key and value projections; the
   gate and up projections of SwiGLU) become one matrix product over their weights stacked into one block, which
   saves the per-call overhead that dominates small layers. Each layer's parameters become *views* into that
@@ -21,7 +21,7 @@ single stored value:
   The fused product is used only without autograd (generation); if a parameter is replaced (``model.to(...)``,
   assigning ``.data``), the module notices and falls back to its separate layers.
 
-Both are used only with autograd off, so training always takes the plain path.
+All three are used only with autograd off, so training always takes the plain path.
 
 >>> prepare_for_decoding(model, batch_size=1)  # once, after loading and before generating
 """
@@ -55,11 +55,12 @@ _ONEDNN_LINEAR = _find_onednn_linear()
 def decode_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``F.linear(x, weight, bias)`` computed by the kernel that was fastest here for the number of rows in ``x``.
 
-    float32 with a row-major weight only (other inputs take ``F.linear``): up to :data:`SPLIT_MAX_ROWS` rows, one
-    batched product over row blocks of the weight (:func:`split_linear`); more rows, PyTorch's oneDNN kernel.
+    On CPUs, in float32, with a row-major weight (anything else takes ``F.linear``): up to :data:`SPLIT_MAX_ROWS`
+    rows, one batched product over row blocks of the weight (:func:`split_linear`); more rows, PyTorch's oneDNN
+    kernel (measured faster than ``F.linear`` from 5 to 512 rows).
     """
-    if weight.dtype != torch.float32 or x.dtype != torch.float32 or not weight.is_contiguous():
-        return F.linear(x, weight, bias)
+    if x.device.type != "cpu" or weight.dtype != torch.float32 or x.dtype != torch.float32 or not weight.is_contiguous():
+        return F.linear(x, weight, bias)  # measured on CPUs in float32 only
     out_features, in_features = weight.shape
     rows = x.reshape(-1, in_features)  # (..., in) -> (M, in)
     m = rows.shape[0]
