@@ -169,20 +169,22 @@ def tensor_reader(where: dict[str, Path], dtype: torch.dtype | None, keep_fp32: 
     """``get_tensor(name)`` for the tensors :func:`open_safetensors` found: floating tensors cast to ``dtype``
     (when given), the ``keep_fp32`` ones to float32.
 
-    Each call opens the file, copies the one tensor out and closes the file again. ``safe_open`` maps the whole
-    file and hands out views of that mapping; the pages a read touches stay resident until the mapping closes,
-    so a file held open through loading (or a view kept as a parameter) would keep a second copy of the
-    checkpoint in memory. Re-reading the header for every tensor is cheap next to that.
+    Each call opens the file, takes the one tensor and closes the file again. ``safe_open`` maps the whole
+    file and hands out views of that mapping; the pages a read touches stay resident while any view lives, so
+    a file held open through loading (or a view kept as a parameter) would keep a second copy of the checkpoint
+    in memory. Tensors come back as such views when no cast is needed: :func:`convert_to_ours` copies each one
+    into memory of its own exactly once (a transposed weight straight from the mapping, with no intermediate
+    copy) and drops the view, which unmaps the file. Re-reading the header for every tensor is cheap next to that.
     """
     from safetensors import safe_open
 
     def get_tensor(name: str) -> torch.Tensor:
         with safe_open(str(where[name]), framework="pt", device="cpu") as handle:
             t = handle.get_tensor(name)
-            target = t.dtype
-            if dtype is not None and t.is_floating_point():
-                target = torch.float32 if name in keep_fp32 else dtype
-            return t.to(target, copy=True)  # memory of its own, never a view of the mapping
+        target = t.dtype
+        if dtype is not None and t.is_floating_point():
+            target = torch.float32 if name in keep_fp32 else dtype
+        return t.to(target)  # a view of the mapping unless cast
 
     return get_tensor
 

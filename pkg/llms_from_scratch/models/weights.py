@@ -122,6 +122,17 @@ def _heads_for(kind: str, cfg: ModelConfig) -> int:
     return cfg.n_heads if kind == "q" else cfg.resolved_kv_groups
 
 
+def _own_memory(part: torch.Tensor, source: int) -> torch.Tensor:
+    """``part`` in contiguous memory of its own, copied exactly once.
+
+    Readers may hand out views of a memory-mapped checkpoint file (``source`` is the data pointer of the
+    storage they returned). A transpose or a permutation already copies when made contiguous; a tensor used as
+    it is gets cloned here, so no parameter keeps the mapping (and with it the file's pages) alive.
+    """
+    part = part.contiguous()
+    return part.clone() if part.untyped_storage().data_ptr() == source else part
+
+
 def convert_to_ours(
     names: Iterable[str],
     get_tensor: Callable[[str], torch.Tensor],
@@ -156,6 +167,7 @@ def convert_to_ours(
                 unused.append(name)
             continue
         tensor = get_tensor(name)
+        source = tensor.untyped_storage().data_ptr()  # may be a view of a file mapping (see _own_memory)
         if entry.transpose:
             tensor = tensor.t()
         if isinstance(entry, Split):
@@ -179,7 +191,7 @@ def convert_to_ours(
                     f"{name} -> {target}: checkpoint shape {tuple(part.shape)}, model expects {tuple(want)}"
                 )
             else:
-                out[target] = part.contiguous()
+                out[target] = _own_memory(part, source)
     missing = sorted(set(expected) - set(out) - set(optional))
     if unused or missing or bad_shapes:
         raise WeightMismatchError(_mismatch_message(cfg, unused, missing, bad_shapes))
