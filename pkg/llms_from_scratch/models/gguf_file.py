@@ -120,5 +120,6 @@ def load_gguf(
         return torch.from_numpy(np.ascontiguousarray(values)).to(dtype)
 
     wmap = _gguf_map(permute_qk=cfg.family == "llama", qk_norm=cfg.qk_norm)
-    state = convert_to_ours(tensors, get_tensor, wmap, cfg, _expected_shapes(model), shared=_tied_names(model))
+    state = convert_to_ours(tensors, get_tensor, wmap, cfg, _expected_shapes(model), shared=_tied_names(model),
+                            fresh=True)  # dequantized arrays are new memory already
     return load_state_dict_into(model, state).to(device).eval()

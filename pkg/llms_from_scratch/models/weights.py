@@ -122,12 +122,13 @@ def _heads_for(kind: str, cfg: ModelConfig) -> int:
     return cfg.n_heads if kind == "q" else cfg.resolved_kv_groups
 
 
-def _own_memory(part: torch.Tensor, source: int) -> torch.Tensor:
+def _own_memory(part: torch.Tensor, source: int | None) -> torch.Tensor:
     """``part`` in contiguous memory of its own, copied exactly once.
 
     Readers may hand out views of a memory-mapped checkpoint file (``source`` is the data pointer of the
-    storage they returned). A transpose or a permutation already copies when made contiguous; a tensor used as
-    it is gets cloned here, so no parameter keeps the mapping (and with it the file's pages) alive.
+    storage they returned; None: the reader never does). A transpose or a permutation already copies when made
+    contiguous; a tensor used as it is gets cloned here, so no parameter keeps the mapping (and with it the
+    file's pages) alive.
     """
     part = part.contiguous()
     return part.clone() if part.untyped_storage().data_ptr() == source else part
@@ -143,12 +144,15 @@ def convert_to_ours(
     strip_prefixes: tuple[str, ...] = (),
     optional: Iterable[str] = (),
     shared: Iterable[str] = (),
+    fresh: bool = False,
 ) -> dict[str, torch.Tensor]:
     """Map checkpoint tensors to model tensors, reading each tensor once.
 
     ``expected`` maps every model tensor name to its shape. ``optional`` model names may be absent from the
     checkpoint. ``shared`` model names are tied to another tensor: a checkpoint copy of them is accepted
-    and dropped (tied output heads). Raises :class:`WeightMismatchError` listing every problem.
+    and dropped (tied output heads). ``fresh``: ``get_tensor`` returns memory of its own, never a view of a
+    file, so a tensor used as it is needs no copy (see :func:`_own_memory`). Raises :class:`WeightMismatchError`
+    listing every problem.
     """
     table = wmap.expand_for(cfg)
     shared = set(shared)
@@ -167,7 +171,7 @@ def convert_to_ours(
                 unused.append(name)
             continue
         tensor = get_tensor(name)
-        source = tensor.untyped_storage().data_ptr()  # may be a view of a file mapping (see _own_memory)
+        source = None if fresh else tensor.untyped_storage().data_ptr()  # may be a file mapping (_own_memory)
         if entry.transpose:
             tensor = tensor.t()
         if isinstance(entry, Split):
