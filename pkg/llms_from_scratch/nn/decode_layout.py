@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SMALL_BATCH = 1  # batch sizes decoded with fused projections (measured faster at 1; 8 kept the plain layout)
+SMALL_BATCH = 1  # batch sizes decoded with fused projections (faster at 1; at 8 fused and separate measured alike)
 SPLIT_MAX_ROWS = 4  # input rows up to which the split product is used (faster at 1-4 rows, not at 8)
 SPLIT_PARTS = 4  # row blocks per weight: 2 and 4 measured alike, 4 leaves room for more threads
 
@@ -92,8 +92,9 @@ def split_linear(rows: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 class DecodeLinear(nn.Linear):
     """``nn.Linear`` that takes :func:`decode_linear` when autograd is off.
 
-    :func:`prepare_for_decoding` switches a plain ``nn.Linear`` to this class in place (and back): the module,
-    its parameters and its ``state_dict`` stay the same objects; only ``forward`` differs.
+    :func:`prepare_for_decoding` switches a plain ``nn.Linear`` to this class in place: the module, its
+    parameters and its ``state_dict`` stay the same objects; only ``forward`` differs, and with autograd on it
+    is ``nn.Linear``'s.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -160,15 +161,11 @@ def prepare_for_decoding(model: nn.Module, batch_size: int = 1) -> nn.Module:
     Returns ``model``.
     """
     small = batch_size <= SMALL_BATCH
-    fused: set[int] = set()
     for module in model.modules():
         fuse = getattr(module, "fuse_projections", None)
         if callable(fuse):
             fuse(small)
-            if small:
-                fused.update(id(lin) for lin in module.fusable_linears())
-    for module in model.modules():
-        # only exact nn.Linear switches: subclasses such as LoRA layers keep their own forward
+        # only exact nn.Linear switches: subclasses keep their own forward
         if type(module) is nn.Linear:
             module.__class__ = DecodeLinear
     return model
