@@ -88,8 +88,8 @@ def test_greedy_continuation_matches(pair):
 
 
 def test_decode_layout_gives_the_same_tokens(pair):
-    """The decode layout for batch 1 (fused projections, split products; back to the plain one for batches) keeps
-    transformers' logits and greedy tokens."""
+    """The decode set-up for batch 1 (fused projections, split products) and for batches (separate projections,
+    oneDNN products) keeps transformers' logits and greedy tokens."""
     _, ref, ours = pair
     fast = prepare_for_decoding(copy.deepcopy(ours), batch_size=1)
     ids = torch.tensor([PROMPTS[0]])
