@@ -58,6 +58,14 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(corpus, tmp_path):
     assert (tmp_path / "a" / "loss.png").stat().st_size > 0
 
 
+def test_fused_and_plain_loss_train_alike(corpus, tmp_path):
+    fused = pretrain(PretrainArgs(data=str(corpus), out_dir=str(tmp_path / "f"), steps=4, **TINY))
+    plain = pretrain(PretrainArgs(data=str(corpus), out_dir=str(tmp_path / "p"), steps=4, fused_loss=False, **TINY))
+    # the same batches and dropout masks; the two losses differ only in float rounding
+    assert fused["history"]["train_loss"] == pytest.approx(plain["history"]["train_loss"], abs=1e-4)
+    assert fused["history"]["val_loss"] == pytest.approx(plain["history"]["val_loss"], abs=1e-4)
+
+
 def test_resume_with_a_different_model_is_refused(corpus, tmp_path):
     pretrain(PretrainArgs(data=str(corpus), out_dir=str(tmp_path), steps=1, **TINY))
     with pytest.raises(ValueError, match="pass the same model options"):

@@ -11,14 +11,19 @@ order of the cases is reversed every other round, and ratios are taken per round
 
 Cases (all on the same batch of random token ids, all starting from the same weights):
 
-- ours: eager fp32 | bf16 autocast | fused AdamW | torch.compile | compile + bf16 | all combined
-- transformers ``GPT2LMHeadModel`` with our weights copied in: eager fp32 | bf16 autocast | compile | compile + bf16
-- ``FastGPTModel`` (``fast_gpt.py``: the book's modules and weights, fused kernels in ``forward``): eager fp32 | bf16
+- ours: the book's ``GPTModel`` (unchanged) trained the package's way, with the output head fused into the loss
+  (``llms_from_scratch.nn.head_loss.lm_loss``: no full logits matrix): eager fp32 | bf16 autocast | fused AdamW |
+  torch.compile | compile + bf16 | all combined
+- ours plain loss: the same model with chapter 5's loss (logits, then ``F.cross_entropy``): eager and compiled,
+  fp32 and bf16
+- transformers ``GPT2LMHeadModel`` with our weights copied in, with chapter 5's loss on its logits: eager fp32 |
+  bf16 autocast | compile | compile + bf16
 
 Both models use the plain ``torch.optim.AdamW`` (lr 4e-4, weight decay 0.1, the book's settings) unless a case
-says "fused", and the same loss code. ``torch.compile`` compiles forward + loss; backward runs the compiled
-backward graph; the optimizer step stays eager. The glibc allocator lever needs environment variables set before
-the process starts, so it is measured in child processes (A B A B ...), eager fp32 only.
+says "fused". ``torch.compile`` compiles the model (ours: the fused loss then runs eagerly on its output) or the
+model plus loss (the plain-loss cases and transformers); the backward runs the compiled backward graph; the
+optimizer step stays eager. The glibc allocator lever needs environment variables set before the process starts,
+so it is measured in child processes (A B A B ...), ours eager fp32 only.
 
 Results go to ``results/training_speed_<config>.json`` and ``.png`` beside this script (``--out-dir`` to change).
 """
@@ -45,9 +50,9 @@ from typing import Any
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from fast_gpt import FastGPTModel
 
 from llms_from_scratch.ch04 import GPT_CONFIG_124M, GPTModel
+from llms_from_scratch.nn.head_loss import lm_loss
 
 HERE = Path(__file__).resolve().parent
 
@@ -146,14 +151,21 @@ def make_optimizer(model: nn.Module, fused: bool = False) -> torch.optim.Optimiz
 
 
 def loss_of(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over every position, as chapter 5's ``calc_loss_batch`` computes it."""
+    """Mean cross-entropy over every position, as chapter 5's ``calc_loss_batch`` computes it (the plain loss)."""
     logits = model(inputs)  # (batch, num_tokens, vocab_size)
     return F.cross_entropy(logits.flatten(0, 1), targets.flatten())
 
 
+def compiled_lm_loss(model: nn.Module) -> Callable[..., torch.Tensor]:
+    """``lm_loss`` on a ``torch.compile``-d copy of ``model``: the compiled model feeds the eager fused loss."""
+    compiled = torch.compile(model)
+    return lambda _model, inputs, targets: lm_loss(compiled, inputs, targets)
+
+
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor,
                bf16: bool = False, loss_fn: Callable[..., torch.Tensor] = loss_of) -> float:
-    """One training step; returns the loss before the update. ``loss_fn`` may be a ``torch.compile``-d ``loss_of``."""
+    """One training step; returns the loss before the update. ``loss_fn(model, inputs, targets)`` gives the loss:
+    ``loss_of`` (plain), ``lm_loss`` (fused head), or compiled versions of either."""
     optimizer.zero_grad(set_to_none=True)
     # autocast runs matmuls in bf16 and keeps precision-sensitive ops (softmax, norms, the loss) in fp32
     with torch.autocast(device_type=inputs.device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -181,7 +193,7 @@ class Case:
     """One way of running the training step; ``model`` and ``optimizer`` may be shared with other cases."""
 
     name: str
-    family: str  # "ours", "fast variant" or "transformers"
+    family: str  # "ours", "ours plain loss" or "transformers"
     model: nn.Module
     optimizer: torch.optim.Optimizer
     bf16: bool = False
@@ -266,25 +278,24 @@ def measure(cases: list[Case], inputs: torch.Tensor, targets: torch.Tensor, roun
 
 def build_cases(cfg: dict[str, Any], device: torch.device, compile: bool = True,
                 compare: bool = True) -> list[Case]:
-    """Our model with every lever, and (``compare``) transformers' GPT-2 with our weights copied in."""
+    """Our model with every lever, with the fused and the plain loss, and (``compare``) transformers' GPT-2 with
+    our weights copied in."""
     ours = build_ours(cfg).to(device)
     plain, fused = make_optimizer(ours), make_optimizer(ours, fused=True)
-    cases = [Case("ours eager fp32", "ours", ours, plain), Case("ours eager bf16", "ours", ours, plain, bf16=True),
-             Case("ours eager fp32 fused AdamW", "ours", ours, fused)]
+    cases = [Case("ours eager fp32", "ours", ours, plain, loss_fn=lm_loss),
+             Case("ours eager bf16", "ours", ours, plain, bf16=True, loss_fn=lm_loss),
+             Case("ours plain loss eager fp32", "ours plain loss", ours, plain),
+             Case("ours plain loss eager bf16", "ours plain loss", ours, plain, bf16=True),
+             Case("ours eager fp32 fused AdamW", "ours", ours, fused, loss_fn=lm_loss)]
     if compare:
         hf = build_transformers(cfg).to(device)
         copy_weights_to_transformers(ours, hf)
         hf_opt = make_optimizer(hf)
         cases.insert(1, Case("transformers eager fp32", "transformers", hf, hf_opt))
         cases.insert(3, Case("transformers eager bf16", "transformers", hf, hf_opt, bf16=True))
-        fast = FastGPTModel(cfg).to(device)
-        fast.load_state_dict(ours.state_dict())  # same weights: the variant keeps the book's parameter names
-        fast_opt = make_optimizer(fast)
-        cases.insert(4, Case("fast variant eager fp32", "fast variant", fast, fast_opt))
-        cases.insert(5, Case("fast variant eager bf16", "fast variant", fast, fast_opt, bf16=True))
     if compile:
-        # one compiled callable per model; dynamo keeps one graph per autocast state (fp32 / bf16)
-        ours_compiled = torch.compile(loss_of)
+        # one compiled callable per model and loss; dynamo keeps one graph per autocast state (fp32 / bf16)
+        ours_compiled, ours_plain_compiled = compiled_lm_loss(ours), torch.compile(loss_of)
         cases += [Case("ours compiled fp32", "ours", ours, plain, compiled=True, loss_fn=ours_compiled)]
         if compare:
             hf_compiled = torch.compile(loss_of)
@@ -294,7 +305,11 @@ def build_cases(cfg: dict[str, Any], device: torch.device, compile: bool = True,
         if compare:
             cases += [Case("transformers compiled bf16", "transformers", hf, hf_opt, bf16=True, compiled=True,
                            loss_fn=hf_compiled)]
-        cases += [Case("ours all: compiled bf16 fused AdamW", "ours", ours, fused, bf16=True, compiled=True,
+        cases += [Case("ours plain loss compiled fp32", "ours plain loss", ours, plain, compiled=True,
+                       loss_fn=ours_plain_compiled),
+                  Case("ours plain loss compiled bf16", "ours plain loss", ours, plain, bf16=True, compiled=True,
+                       loss_fn=ours_plain_compiled),
+                  Case("ours all: compiled bf16 fused AdamW", "ours", ours, fused, bf16=True, compiled=True,
                        loss_fn=ours_compiled)]
     return cases
 
@@ -314,13 +329,14 @@ def _quiet_stderr() -> Iterator[None]:
 
 
 def profile_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor,
-                 bf16: bool = False, top: int = 12) -> list[tuple[str, float, float]]:
+                 bf16: bool = False, top: int = 12,
+                 loss_fn: Callable[..., torch.Tensor] = loss_of) -> list[tuple[str, float, float]]:
     """Where one (warm) training step spends its time: ``(op name, self ms, share of the step)``, largest first."""
     from torch.profiler import ProfilerActivity, profile
 
-    train_step(model, optimizer, inputs, targets, bf16)  # warm-up, so that the profile shows the steady state
+    train_step(model, optimizer, inputs, targets, bf16, loss_fn)  # warm-up: the profile shows the steady state
     with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:
-        train_step(model, optimizer, inputs, targets, bf16)
+        train_step(model, optimizer, inputs, targets, bf16, loss_fn)
     events = [(e.key, e.self_cpu_time_total / 1e3) for e in prof.key_averages()]
     total = sum(ms for _, ms in events)
     events.sort(key=lambda e: -e[1])
@@ -336,10 +352,10 @@ def _allocator_worker(config: str, batch_size: int, seq_len: int, steps: int) ->
     model = build_ours(cfg)
     opt = make_optimizer(model)
     inputs, targets = random_batch(cfg, batch_size, seq_len)
-    train_step(model, opt, inputs, targets)  # warm-up
+    train_step(model, opt, inputs, targets, loss_fn=lm_loss)  # warm-up
     start = time.perf_counter()
     for _ in range(steps):
-        train_step(model, opt, inputs, targets)
+        train_step(model, opt, inputs, targets, loss_fn=lm_loss)
     print(json.dumps({"tokens_per_s": inputs.numel() * steps / (time.perf_counter() - start)}))
 
 
@@ -411,7 +427,7 @@ def run_benchmark(config: str = "small", batch_size: int = 4, seq_len: int = 256
 
     by_name = {c.name: c for c in cases}
     ratios = {}
-    for family, prefix in (("ours", ""), ("fast variant", "fast variant ")):
+    for family, prefix in (("ours", ""), ("ours plain loss", "plain loss ")):
         for mode in ("eager fp32", "eager bf16", "compiled fp32", "compiled bf16"):
             ours, peer = by_name.get(f"{family} {mode}"), by_name.get(f"transformers {mode}")
             if ours and peer:
@@ -438,12 +454,12 @@ def run_benchmark(config: str = "small", batch_size: int = 4, seq_len: int = 256
 def format_table(results: dict[str, Any]) -> str:
     cases = results["cases"]
     base = next(c for c in cases if c["name"] == "ours eager fp32")["median"]
-    lines = [f"{'case':<36} {'median tok/s':>12} {'min-max':>13} {'vs ours eager fp32':>19} "
+    lines = [f"{'case':<38} {'median tok/s':>12} {'min-max':>13} {'vs ours eager fp32':>19} "
              f"{'others busy':>11} {'1st step':>9}",
-             "-" * 105]
+             "-" * 107]
     for c in cases:
         load = statistics.median(c["foreign_load_cores"])
-        lines.append(f"{c['name']:<36} {c['median']:>12,.0f} {c['min']:>6,.0f}-{c['max']:<6,.0f} "
+        lines.append(f"{c['name']:<38} {c['median']:>12,.0f} {c['min']:>6,.0f}-{c['max']:<6,.0f} "
                      f"{c['median'] / base:>18.2f}x {load:>7.1f} cores {c['first_step_s']:>7.1f} s")
     if results["ratios_ours_over_transformers"]:
         lines += ["", "ours / transformers (median of per-round ratios, min-max; goal >= 1.10):"]
@@ -470,7 +486,7 @@ def plot_results(results: dict[str, Any], path: str | Path | None = None):
     cases = results["cases"][::-1]  # first case on top
     medians = [c["median"] for c in cases]
     errors = [[c["median"] - c["min"] for c in cases], [c["max"] - c["median"] for c in cases]]
-    palette = {"ours": "tab:blue", "fast variant": "tab:green", "transformers": "tab:orange"}
+    palette = {"ours": "tab:blue", "ours plain loss": "tab:green", "transformers": "tab:orange"}
     colors = [palette[c["family"]] for c in cases]
     fig, ax = plt.subplots(figsize=(8, 0.4 * len(cases) + 1.2))
     ax.barh([c["name"] for c in cases], medians, xerr=errors, color=colors, capsize=3)

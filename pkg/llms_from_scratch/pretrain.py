@@ -30,6 +30,7 @@ from .ch04 import GPT_CONFIG_124M, GPTModel
 from .ch05 import generate, text_to_token_ids, token_ids_to_text
 from .checkpoints import load_model_state_dict, save_checkpoint, unwrap_model
 from .gpt2_weights import GPT2_MODEL_CONFIGS
+from .nn.head_loss import lm_loss
 from .token_file import TokenWindows, build_token_file
 
 __all__ = ["PretrainArgs", "model_config", "pretrain"]
@@ -61,6 +62,7 @@ class PretrainArgs:
     max_norm: float | None = 1.0
     precision: str = "auto"  # "auto" (bf16 on GPUs that support it, else fp32), "fp32" or "bf16"
     compile: bool = False
+    fused_loss: bool = True  # output head fused into the loss (nn.head_loss); False: full logits + F.cross_entropy
     seed: int = 123
     val_fraction: float = 0.1
     eval_interval: int = 50
@@ -215,8 +217,11 @@ def pretrain(args: PretrainArgs) -> dict[str, Any]:
             x, y = train.next_batch()
             x, y = x.to(device), y.to(device)
             with _autocast(device, autocast_dtype):
-                logits = train_model(x)
-            loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
+                if args.fused_loss:  # the same mean cross-entropy, without the full logits matrix
+                    loss = lm_loss(train_model, x, y)
+                else:
+                    logits = train_model(x)
+                    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
             (loss / args.grad_accum_steps).backward()  # the mean over micro-batches, as one large batch gives
             step_loss += loss.item() / args.grad_accum_steps
             tokens_seen += x.numel()

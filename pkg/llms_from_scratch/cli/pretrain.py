@@ -29,6 +29,9 @@ def add_arguments(parser) -> None:
     run.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                      help="auto: bf16 autocast on GPUs that support it, fp32 otherwise")
     run.add_argument("--compile", action="store_true", help="train a torch.compile'd model")
+    run.add_argument("--plain-loss", dest="fused_loss", action="store_false",
+                     help="compute the full logits and F.cross_entropy, as chapter 5 does (default: the same loss "
+                          "with the output head fused into it, faster and without the logits matrix)")
     run.add_argument("--seed", type=int, default=123)
     run.add_argument("--val-fraction", type=float, default=0.1, help="share of the tokens held out (the end)")
     run.add_argument("--eval-interval", type=int, default=50, help="steps between evaluations and checkpoints")

@@ -7,6 +7,7 @@ Nothing in here knows a model's name: a family is a configuration that picks amo
 from .attention import GroupedQueryAttention, build_attention_mask
 from .decode_layout import FusedProjection, prepare_for_decoding
 from .ffn import FeedForward, SwiGLU
+from .head_loss import head_cross_entropy, lm_loss
 from .kv_cache import KVCache
 from .mla import MLAConfig, MultiHeadLatentAttention
 from .moe import MoEConfig, MoEFeedForward, load_balancing_loss
@@ -31,6 +32,8 @@ __all__ = [
     "SwiGLU",
     "apply_rope",
     "build_attention_mask",
+    "head_cross_entropy",
+    "lm_loss",
     "load_balancing_loss",
     "prepare_for_decoding",
     "rope_inv_freq",
