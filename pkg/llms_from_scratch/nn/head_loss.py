@@ -3,8 +3,7 @@
 Chapter 5 computes the training loss as ``F.cross_entropy(model(x).flatten(0, 1), y.flatten())``. For GPT-2's
 vocabulary that materialises a ``(batch * tokens, 50257)`` logits matrix, and autograd adds three more of the
 same size: the log-softmax output, the zero-filled gradient of the loss and the gradient of the log-softmax (about
-205 MB each at batch 4 x 256 in fp32). On a CPU, most of the cost of those four is writing fresh memory, and for a
-small model they take longer than all of its transformer blocks.
+205 MB each at batch 4 x 256 in fp32). On a CPU, much of the cost of those four is writing fresh memory.
 
 ``head_cross_entropy`` computes the same mean loss, and its gradients, one block of rows at a time:
 
@@ -16,8 +15,8 @@ small model they take longer than all of its transformer blocks.
 so the backward pass has nothing left to do but hand the stored gradients on. The arithmetic is that of the
 ordinary path (the same matrix products, split by rows), so results agree to float rounding
 (``tests/test_head_loss.py`` checks loss and gradients against ``F.cross_entropy``). On the 2-core CPU of
-``ch05/10_llm-training-speed`` it made a whole training step of a 6-layer, 384-wide GPT 1.2x faster in fp32
-(1.6x in bf16); the README there has the measurements.
+``ch05/10_llm-training-speed`` it made a whole training step of a 6-layer, 384-wide GPT 1.09-1.26x faster in
+fp32 and 1.5-1.7x in bf16, and lowered its peak memory by about 300 MB; the README there has the measurements.
 
 ``lm_loss(model, inputs, targets)`` applies it to a chapter-4 ``GPTModel`` (or any model whose last module is a
 linear ``out_head``): it runs the model with the head switched off, then the head and the loss chunk by chunk.
