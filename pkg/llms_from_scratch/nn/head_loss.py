@@ -161,7 +161,8 @@ def output_head_removed(model: nn.Module, name: str = "out_head") -> Iterator[nn
     """Run ``model`` with its output head replaced by the identity; yields the head.
 
     Inside the block, ``model(x)`` returns what the head would have received: for ``GPTModel`` the final norm's
-    output. Works through ``torch.compile`` and DDP wrappers (the head is swapped on the wrapped model).
+    output. A ``torch.compile`` (tested) or DDP wrapper is unwrapped to find the head, which is swapped on the
+    wrapped model; the swap is not thread-safe, so one forward pass at a time.
     """
     inner = unwrap_model(model)
     head = getattr(inner, name, None)
