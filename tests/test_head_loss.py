@@ -166,6 +166,14 @@ def test_bad_inputs_are_named():
             pass
 
 
+def test_empty_input_gives_what_cross_entropy_gives():
+    hidden, weight = torch.randn(0, 8, requires_grad=True), torch.randn(10, 8)
+    targets = torch.zeros(0, dtype=torch.long)
+    ref = F.cross_entropy(hidden @ weight.T, targets)  # the mean over no positions: nan
+    out = head_cross_entropy(hidden, weight, None, targets)
+    assert torch.isnan(ref) and torch.isnan(out)
+
+
 def test_chunks_stay_under_the_budget():
     rows = chunk_rows_for(50257)
     assert rows * 50257 * 4 <= 24 * 2**20 < (rows + 1) * 50257 * 4

@@ -41,6 +41,7 @@ VOCAB_BLOCK = 4096  # rows of d W per bf16 product
 
 
 def chunk_rows_for(vocab_size: int, chunk_bytes: int = CHUNK_BYTES) -> int:
+    """The most rows whose fp32 logits fit in ``chunk_bytes`` (at least one)."""
     return max(1, chunk_bytes // (4 * vocab_size))
 
 
@@ -54,9 +55,9 @@ class _HeadCrossEntropy(torch.autograd.Function):
         valid = targets != ignore_index
         count = valid.sum()
         safe_targets = torch.where(valid, targets, 0)[:, None]  # (n, 1); ignored rows point anywhere, then zeroed
-        # the fraction of the mean each row carries: 1 / n_targets, and 0 for ignored rows
         # sums stay in fp32 (fp64 for fp64 inputs) even when the products run in bf16
         acc = torch.promote_types(compute_dtype, torch.float32)
+        # the fraction of the mean each row carries: 1 / n_targets, and 0 for ignored rows
         row_scale = (valid.to(acc) / count)[:, None]  # (n, 1)
 
         w = weight.to(compute_dtype)
@@ -111,7 +112,7 @@ class _HeadCrossEntropy(torch.autograd.Function):
 
         ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
         ctx.dtypes = (hidden.dtype, weight.dtype)
-        return loss_sum
+        return loss_sum if n else loss_sum / count  # no rows: 0 / 0 = nan, the mean over nothing, as F.cross_entropy
 
     @staticmethod
     def backward(ctx, grad_loss):
@@ -149,7 +150,8 @@ def head_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.T
         compute_dtype = torch.promote_types(hidden.dtype, weight.dtype)
     rows = chunk_rows or chunk_rows_for(weight.shape[0])
     n_chunks = -(-hidden.shape[0] // rows)
-    rows = -(-hidden.shape[0] // max(n_chunks, 1))  # equal chunks: no short last chunk that streams W for few rows
+    # equal chunks: no short last chunk that streams W for few rows (and at least one row, for empty input)
+    rows = max(1, -(-hidden.shape[0] // max(n_chunks, 1)))
     grad_on = torch.is_grad_enabled()
     needs = tuple(grad_on and t is not None and t.requires_grad for t in (hidden, weight, bias))
     with torch.autocast(device_type, enabled=False):  # the function picks its own dtypes
