@@ -9,19 +9,19 @@ from torch.utils.data import DataLoader, Subset
 from llms_from_scratch.base_model import load_base_gpt
 from llms_from_scratch.ch06 import (
     SpamDataset,
+    balance_rows,
     calc_accuracy_loader,
     calc_loss_loader,
     classify_review,
     convert_to_classifier,
     count_trainable,
-    create_balanced_dataset,
     create_spam_loaders,
     load_model,
     prepare_spam_splits,
-    random_split,
     read_csv,
     read_sms_spam,
     save_model,
+    split_rows,
     train_classifier_simple,
     write_csv,
 )
@@ -48,14 +48,14 @@ def test_read_sms_spam_rejects_other_files(tmp_path):
 
 
 def test_balanced_split_counts(splits):
-    balanced = create_balanced_dataset(read_sms_spam())
+    balanced = balance_rows(read_sms_spam())
     assert len(balanced) == 1494
     assert sum(label for label, _ in balanced) == 747
     parts = [read_csv(splits[name]) for name in ("train", "validation", "test")]
     assert [len(p) for p in parts] == [1045, 149, 300]
     # the three parts are disjoint and together are the balanced set
     assert sorted(parts[0] + parts[1] + parts[2]) == sorted(balanced)
-    assert random_split(balanced, 0.7, 0.1) == tuple(parts)  # seeded: same split every time
+    assert split_rows(balanced, 0.7, 0.1) == tuple(parts)  # seeded: same split every time
 
 
 def test_csv_round_trip_keeps_quotes_commas_and_newlines(tmp_path):
@@ -145,8 +145,9 @@ def test_notebook_definitions_agree_with_package(splits):
     rows = pkg.read_sms_spam()
     assert nb.read_sms_spam(pkg.fetch("sms-spam-collection")) == rows
     balanced = nb.create_balanced_dataset(rows)
-    assert balanced == pkg.create_balanced_dataset(rows)
-    assert nb.random_split(balanced, 0.7, 0.1) == pkg.random_split(balanced, 0.7, 0.1)
+    # the notebook's row-based versions (same names as the book's DataFrame functions) equal the package's rows ones
+    assert balanced == pkg.balance_rows(rows)
+    assert nb.random_split(balanced, 0.7, 0.1) == pkg.split_rows(balanced, 0.7, 0.1)
 
     tokenizer = gpt2_encoding()
     nb_data = nb.SpamDataset(splits["validation"], tokenizer, max_length=40)

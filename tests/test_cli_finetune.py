@@ -65,15 +65,18 @@ def test_evaluate_reports_unreachable_judge_and_bad_files(tmp_path, capsys):
 
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps([{"output": "x"}]))
-    assert main(["evaluate", str(bad), "--no-judge"]) == 2
+    assert main(["evaluate", str(bad), "--no-judge"]) == 1  # a file that does not fit is a runtime failure
     assert "--response-key" in capsys.readouterr().err
 
 
-def test_finetune_commands_reject_bad_counts(tmp_path):
+def test_finetune_commands_reject_bad_counts(tmp_path, capsys):
     import pytest
 
     for command in ("finetune-classifier", "finetune-instruct"):
-        with pytest.raises(SystemExit, match="at least 1"):
-            main([command, "--epochs", "0", "--out", str(tmp_path)])
-        with pytest.raises(SystemExit, match="at least the batch size"):
-            main([command, "--train-examples", "4", "--out", str(tmp_path)])
+        for argv, message in ((["--epochs", "0"], "--epochs: must be at least 1, got 0"),
+                              (["--train-examples", "4"], "--train-examples must be at least the batch size (8)")):
+            with pytest.raises(SystemExit) as info:  # usage errors: argparse's parser.error, status 2
+                main([command, *argv, "--out", str(tmp_path)])
+            assert info.value.code == 2
+            err = capsys.readouterr().err
+            assert f"usage: llms-from-scratch {command}" in err and message in err

@@ -193,3 +193,50 @@ def test_readme_shows_the_offline_message_as_the_code_prints_it():
     tried = [line.removeprefix("  - ") for line in lines if line.startswith("  - ")]
     target = Path(lines[-1].removeprefix("  2. place the file at "))
     assert block == _unavailable_message(get_asset("the-verdict"), target, tried)
+
+
+def test_one_table_lists_every_asset_and_importing_registers_nothing():
+    """`data list` shows the table in data/assets.py, GPT-2's checkpoints included, before and after every module
+    of the package is imported (a fresh interpreter, so no other test's registration counts)."""
+    code = """
+import importlib, io, contextlib, pkgutil
+import llms_from_scratch
+from llms_from_scratch.cli import main
+from llms_from_scratch.data import ASSETS, get_asset, list_assets
+out = io.StringIO()
+with contextlib.redirect_stdout(out):
+    main(["data", "list"])
+listed = {line.split()[0] for line in out.getvalue().splitlines()}
+print(sorted(listed) == sorted(a.name for a in ASSETS), get_asset("gpt2-124M-safetensors").filename)
+for module in pkgutil.walk_packages(llms_from_scratch.__path__, "llms_from_scratch."):
+    if not module.name.endswith("__main__"):
+        importlib.import_module(module.name)
+print([a.name for a in list_assets()] == sorted(a.name for a in ASSETS))
+"""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["True", "gpt2/124M/model.safetensors", "True"]
+
+
+def test_gpt2_checkpoints_are_in_the_table():
+    from llms_from_scratch.data import ASSETS, gpt2_asset_name
+
+    names = {a.name for a in ASSETS}
+    for size in ("124M", "355M", "774M", "1558M"):
+        assert gpt2_asset_name(size) in names
+        asset = get_asset(gpt2_asset_name(size))
+        assert asset.urls[0].startswith("https://huggingface.co/openai-community/gpt2")
+    with pytest.raises(ValueError, match="choose one of 124M, 355M, 774M, 1558M"):
+        gpt2_asset_name("125M")
+
+
+def test_assets_registered_at_run_time_are_checked_against_the_table():
+    from llms_from_scratch.data import register_asset
+
+    verdict = get_asset("the-verdict")
+    assert register_asset(verdict) is verdict  # identical details: allowed, changes nothing
+    with pytest.raises(ValueError, match="already registered with different details"):
+        register_asset(Asset("the-verdict", "other.txt", ("http://127.0.0.1/x",), "0" * 64, None, "test", "x"))

@@ -1,4 +1,5 @@
-"""``nn.head_loss``: the output head fused into the cross-entropy gives chapter 5's loss and gradients."""
+"""``nn.head_loss`` and ``training.fused_loss``: the output head fused into the cross-entropy gives chapter 5's
+loss and gradients, and leaves the model as it was."""
 
 from __future__ import annotations
 
@@ -9,13 +10,8 @@ from torch_threads import one_thread  # noqa: F401  (fixture)
 
 from llms_from_scratch.ch04 import GPTModel
 from llms_from_scratch.ch05 import calc_loss_batch, calc_loss_loader
-from llms_from_scratch.nn.head_loss import (
-    calc_loss_batch_fused,
-    chunk_rows_for,
-    head_cross_entropy,
-    lm_loss,
-    output_head_removed,
-)
+from llms_from_scratch.nn.head_loss import chunk_rows_for, head_cross_entropy
+from llms_from_scratch.training.fused_loss import calc_loss_batch_fused, gpt_hidden_states, lm_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,16 +90,26 @@ def test_only_the_wanted_gradients_are_computed():
     torch.testing.assert_close(evaluated, ref.detach())
 
 
-def test_gpt_model_loss_equals_chapter_5_and_the_head_comes_back():
+def test_hidden_states_are_what_the_head_receives():
+    torch.manual_seed(0)
+    model = GPTModel({**CFG, "drop_rate": 0.5}).eval()  # eval: dropout off, yet the dropout module is on the path
+    inputs = torch.randint(0, CFG["vocab_size"], (2, 9))
+    hidden = gpt_hidden_states(model, inputs)
+    assert hidden.shape == (2, 9, CFG["emb_dim"])
+    torch.testing.assert_close(model.out_head(hidden), model(inputs), rtol=0, atol=0)
+
+
+def test_gpt_model_loss_equals_chapter_5_and_the_model_is_untouched():
     torch.manual_seed(0)
     model = GPTModel(CFG)
     inputs = torch.randint(0, CFG["vocab_size"], (3, 12))
     targets = torch.randint(0, CFG["vocab_size"], (3, 12))
-    head = model.out_head
+    modules = dict(model.named_modules())
     ref = calc_loss_batch(inputs, targets, model, "cpu")
     ref_grads = torch.autograd.grad(ref, list(model.parameters()))
     out = calc_loss_batch_fused(inputs, targets, model, "cpu")
-    assert model.out_head is head
+    assert dict(model.named_modules()) == modules  # nothing swapped
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())  # nothing hooked
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
     for (name, _), got, want in zip(model.named_parameters(), torch.autograd.grad(out, list(model.parameters())),
                                     ref_grads, strict=True):
@@ -115,13 +121,23 @@ def test_gpt_model_loss_equals_chapter_5_and_the_head_comes_back():
                                                                                                     abs=1e-5)
 
 
-def test_head_is_restored_after_an_error():
+def test_too_long_input_is_refused_like_the_model_does():
     model = GPTModel(CFG)
-    head = model.out_head
-    with pytest.raises(ValueError, match="context_length"):
-        lm_loss(model, torch.zeros(1, CFG["context_length"] + 1, dtype=torch.long),
-                torch.zeros(1, CFG["context_length"] + 1, dtype=torch.long))
-    assert model.out_head is head
+    too_long = torch.zeros(1, CFG["context_length"] + 1, dtype=torch.long)
+    with pytest.raises(ValueError, match="context_length is 16"):
+        lm_loss(model, too_long, too_long)
+
+
+def test_another_head_and_hidden_states_can_be_passed():
+    torch.manual_seed(0)
+    model = GPTModel(CFG)
+    inputs = torch.randint(0, CFG["vocab_size"], (2, 8))
+    targets = torch.randint(0, CFG["vocab_size"], (2, 8))
+    other = torch.nn.Linear(CFG["emb_dim"], CFG["vocab_size"])  # with a bias, unlike out_head
+    hidden = gpt_hidden_states(model, inputs)
+    ref = F.cross_entropy(other(hidden).flatten(0, 1), targets.flatten())
+    out = lm_loss(model, inputs, targets, head=other, hidden_states=lambda x: gpt_hidden_states(model, x))
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
 
 
 def test_training_with_either_loss_gives_the_same_model():
@@ -143,16 +159,21 @@ def test_training_with_either_loss_gives_the_same_model():
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def test_compiled_model_feeds_the_fused_loss():
+def test_compiled_hidden_states_feed_the_fused_loss():
+    import functools
+
     torch.manual_seed(0)
     model = GPTModel(CFG)
     inputs = torch.randint(0, CFG["vocab_size"], (2, 8))
     targets = torch.randint(0, CFG["vocab_size"], (2, 8))
     ref = calc_loss_batch(inputs, targets, model, "cpu")
-    compiled = torch.compile(model, backend="eager")  # the wrapper path, without inductor's compile time
-    out = lm_loss(compiled, inputs, targets)
+    # what pretrain --compile does; the eager backend takes dynamo's path without inductor's compile time
+    compiled = torch.compile(functools.partial(gpt_hidden_states, model), backend="eager")
+    out = lm_loss(model, inputs, targets, hidden_states=compiled)
     torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
-    assert model.out_head.weight.shape == (CFG["vocab_size"], CFG["emb_dim"])
+    # a compiled model (a wrapper) passes its attributes through, so it works as the model too
+    out = lm_loss(torch.compile(model, backend="eager"), inputs, targets)
+    torch.testing.assert_close(out, ref, rtol=1e-6, atol=1e-6)
 
 
 def test_bad_inputs_are_named():
@@ -161,9 +182,6 @@ def test_bad_inputs_are_named():
         head_cross_entropy(hidden[None], weight, None, torch.zeros(1, 4, dtype=torch.long))
     with pytest.raises(ValueError, match=r"\(10, 6\) does not fit hidden states of width 8"):
         head_cross_entropy(hidden, weight[:, :6], None, torch.zeros(4, dtype=torch.long))
-    with pytest.raises(TypeError, match="no linear 'out_head'"):
-        with output_head_removed(torch.nn.Sequential(torch.nn.Linear(2, 2))):
-            pass
 
 
 def test_empty_input_gives_what_cross_entropy_gives():

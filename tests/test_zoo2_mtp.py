@@ -131,7 +131,7 @@ def test_save_hf_checkpoint_exports_the_mtp_layer(model_and_mtp, tmp_path):
     import json
 
     model, mtp = model_and_mtp
-    save_hf_checkpoint(model, tmp_path / "with_mtp", mtp=mtp)
+    save_hf_checkpoint(model, tmp_path / "with_mtp", extras=[mtp])
     save_hf_checkpoint(model, tmp_path / "plain")
     names = load_file(tmp_path / "with_mtp" / "model.safetensors").keys()
     layer = f"model.layers.{CFG.n_layers}."

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from llms_from_scratch.cli import main
-from llms_from_scratch.generation import add_generate_arguments, cli_generate, generate
+from llms_from_scratch.cli.generate import add_generate_arguments, cli_generate
 from llms_from_scratch.models import build_model, get_config, load_hf_checkpoint, save_hf_checkpoint
 from llms_from_scratch.server import make_server
+from llms_from_scratch.serving.generation import generate
 from llms_from_scratch.tokenizers import gpt2_tokenizer, qwen3_tokenizer
 
 openai = pytest.importorskip("openai")
@@ -196,3 +197,58 @@ def test_cli_chat_keeps_the_conversation(chat_model, monkeypatch, capsys):
     assert capsys.readouterr().out.startswith(first + "\n")
     assert [[m["role"] for m in c] for c in calls] == [["user"], ["user", "assistant", "user"]]
     assert calls[1][1]["content"] == first  # the second turn sees the first answer
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "-p", "hi", "--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5"),
+    (["generate", "-p", "hi", "--temperature", "-1"], "--temperature must be >= 0"),
+    (["generate", "-p", "hi", "--max-new-tokens", "0"], "--max-new-tokens: must be at least 1, got 0"),
+    (["generate", "-p", "hi", "--device", "gpu9"], "--device:"),
+    (["serve", "--threads", "0"], "--threads: must be at least 1, got 0"),
+    (["pretrain", "--data", "x", "--out-dir", "y", "--steps", "1", "--emb-dim", "30", "--n-heads", "4"],
+     "emb_dim=30 must be divisible by n_heads=4"),
+])
+def test_usage_errors_exit_2_with_the_commands_usage(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: llms-from-scratch {argv[0]}") and message in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["generate", "-p", "hi", "-m", "no-such-model", "--device", "cpu"], "error: unknown model 'no-such-model'"),
+    (["generate", "-p", "hi", "--checkpoint", "no-such.pth"], "error: "),
+    (["convert", "no-such-folder", "out"], "error: no-such-folder is neither a .gguf file nor a Meta Llama folder"),
+    (["download", "no-such-checkpoint"], "error: no downloadable checkpoint named 'no-such-checkpoint'"),
+    (["data", "fetch", "no-such-asset"], "error: unknown asset 'no-such-asset'"),
+])
+def test_runtime_failures_exit_1_with_one_message_on_stderr(argv, message, capsys):
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(message) and "Traceback" not in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+    assert "error" not in captured.out
+
+
+def test_device_auto_means_the_same_for_zoo_and_book_models(tmp_path, monkeypatch, capsys):
+    """--device auto goes through one function for -m, --checkpoint and --gpt2: the device pick_device chooses."""
+    import llms_from_scratch.cli.zoo as zoo
+    from llms_from_scratch.ch04 import GPTModel
+    from llms_from_scratch.device import pick_device
+    from llms_from_scratch.training.checkpoints import save_checkpoint
+
+    assert zoo.resolve_device("auto", "auto") == pick_device(verbose=False)
+    torch.manual_seed(0)
+    book_cfg = {"vocab_size": 50257, "context_length": 16, "emb_dim": 8, "n_heads": 2, "n_layers": 1,
+                "drop_rate": 0.0, "qkv_bias": False}
+    save_checkpoint(tmp_path / "book.pth", GPTModel(book_cfg), config=book_cfg)
+    zoo_model = build_model(get_config("gpt2-124m", emb_dim=16, n_layers=1, n_heads=2, context_length=32)).eval()
+    save_hf_checkpoint(zoo_model, tmp_path / "zoo")
+    calls = []
+    real = zoo.resolve_device
+    monkeypatch.setattr(zoo, "resolve_device", lambda device, dtype: calls.append((device, dtype)) or real("cpu", dtype))
+    for source in (["--checkpoint", str(tmp_path / "book.pth")], ["-m", str(tmp_path / "zoo")]):
+        assert main(["generate", "-p", "Hi", "--max-new-tokens", "2", *source]) == 0
+    assert calls == [("auto", "auto"), ("auto", "auto")]
+    capsys.readouterr()

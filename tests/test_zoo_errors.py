@@ -41,8 +41,10 @@ def test_invalid_config_lists_every_problem():
         get_config("llama3-8b", n_kv_groups=5, norm_eps=0.0)
     message = str(info.value)
     assert "must be a multiple of n_kv_groups (5)" in message and "norm_eps must be positive" in message
-    with pytest.raises(ValueError, match="family 'mamba'"):
-        ModelConfig(family="mamba", vocab_size=1, context_length=1, emb_dim=2, n_layers=1, n_heads=1, hidden_dim=1)
+    # a config names its family; the list of families (models/families.py) says whether it exists
+    mamba = ModelConfig(family="mamba", vocab_size=1, context_length=1, emb_dim=2, n_layers=1, n_heads=1, hidden_dim=1)
+    with pytest.raises(ValueError, match="unknown model family 'mamba'; known families: gpt2, llama"):
+        build_model(mamba)
 
 
 def test_weights_that_do_not_fit_name_tensor_and_shapes(saved):

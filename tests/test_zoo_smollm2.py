@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from llms_from_scratch.cli.generate import add_generate_arguments, cli_generate
 from llms_from_scratch.cli.zoo import load_model_and_tokenizer
-from llms_from_scratch.generation import add_generate_arguments, cli_generate, generate, left_pad
 from llms_from_scratch.models import resolve
+from llms_from_scratch.serving.generation import generate, left_pad
 
 transformers = pytest.importorskip("transformers")
 from zoo_reference import one_thread  # noqa: E402

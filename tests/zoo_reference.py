@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch_threads import single_thread
 
-from llms_from_scratch.models.family import get_family
+from llms_from_scratch.models.families import get_family
 
 
 def hf_config_for(cfg):

@@ -58,7 +58,7 @@ def decode_speed(prompt_len: int, new_tokens: int, rounds: int) -> None:
 
     cfg = get_config("mistral-7b-v0.1", vocab_size=32000, emb_dim=256, n_layers=4, n_heads=8, n_kv_groups=2,
                      head_dim=32, hidden_dim=768, sliding_window=256, context_length=4096)
-    from llms_from_scratch.models.family import get_family
+    from llms_from_scratch.models.families import get_family
 
     hf_cfg = transformers.AutoConfig.for_model(**get_family("mistral").to_hf_config(cfg))
     torch.manual_seed(0)
@@ -69,7 +69,7 @@ def decode_speed(prompt_len: int, new_tokens: int, rounds: int) -> None:
 
     with tempfile.TemporaryDirectory() as d:
         ref.save_pretrained(d)
-        ours = prepare_for_decoding(load_hf_checkpoint(d), batch_size=1)  # same values, batch-1 weight layout
+        ours = prepare_for_decoding(load_hf_checkpoint(d), batch_size=1)  # kernels measured fastest here; same values
     ids = torch.randint(0, cfg.vocab_size, (1, prompt_len), generator=torch.Generator().manual_seed(1))
 
     def run_ours(n):

@@ -12,7 +12,7 @@ order of the cases is reversed every other round, and ratios are taken per round
 Cases (all on the same batch of random token ids, all starting from the same weights):
 
 - ours: the book's ``GPTModel`` (unchanged) trained the package's way, with the output head fused into the loss
-  (``llms_from_scratch.nn.head_loss.lm_loss``: no full logits matrix): eager fp32 | bf16 autocast | fused AdamW |
+  (``llms_from_scratch.training.fused_loss.lm_loss``: no full logits matrix): eager fp32 | bf16 autocast | fused AdamW |
   torch.compile | compile + bf16 | all combined
 - ours plain loss: the same model with chapter 5's loss (logits, then ``F.cross_entropy``): eager and compiled,
   fp32 and bf16
@@ -20,8 +20,8 @@ Cases (all on the same batch of random token ids, all starting from the same wei
   bf16 autocast | compile | compile + bf16
 
 Both models use the plain ``torch.optim.AdamW`` (lr 4e-4, weight decay 0.1, the book's settings) unless a case
-says "fused". ``torch.compile`` compiles the model (ours: the fused loss then runs eagerly on its output) or the
-model plus loss (the plain-loss cases and transformers); the backward runs the compiled backward graph; the
+says "fused". ``torch.compile`` compiles the model (ours: the model up to its output head, whose hidden states
+feed the eager fused loss) or the model plus loss (the plain-loss cases and transformers); the backward runs the compiled backward graph; the
 optimizer step stays eager. The glibc allocator lever needs environment variables set before the process starts,
 so it is measured in child processes (A B A B ...), ours eager fp32 only.
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -52,7 +53,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llms_from_scratch.ch04 import GPT_CONFIG_124M, GPTModel
-from llms_from_scratch.nn.head_loss import lm_loss
+from llms_from_scratch.training.fused_loss import gpt_hidden_states, lm_loss
 
 HERE = Path(__file__).resolve().parent
 
@@ -157,9 +158,10 @@ def loss_of(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> to
 
 
 def compiled_lm_loss(model: nn.Module) -> Callable[..., torch.Tensor]:
-    """``lm_loss`` on a ``torch.compile``-d copy of ``model``: the compiled model feeds the eager fused loss."""
-    compiled = torch.compile(model)
-    return lambda _model, inputs, targets: lm_loss(compiled, inputs, targets)
+    """``lm_loss`` with the model's hidden states computed by ``torch.compile``: the compiled part of the model
+    (everything up to the output head) feeds the eager fused loss."""
+    hidden_states = torch.compile(functools.partial(gpt_hidden_states, model))
+    return lambda _model, inputs, targets: lm_loss(_model, inputs, targets, hidden_states=hidden_states)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor,

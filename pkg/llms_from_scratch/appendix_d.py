@@ -3,7 +3,7 @@
 * Warmup raises the learning rate linearly from ``initial_lr`` to the optimizer's peak over the first
   ``warmup_steps`` steps, so the large, noisy gradients of a freshly initialised model do not knock it far off.
 * Cosine decay then lowers it along half a cosine wave to ``min_lr`` at the last step.
-* Gradient clipping rescales all gradients together whenever their joint L2 norm exceeds ``max_norm``.
+* Gradient clipping rescales all gradients together whenever their joint L2 norm exceeds ``max_norm`` (1.0).
 
 :func:`warmup_cosine_lr` is the schedule as a pure function of the step, so the training loop here, the plots
 in the notebook and the pretraining command all use the same numbers.
@@ -53,18 +53,22 @@ def find_highest_gradient(model: nn.Module) -> float:
 def train_model(model: nn.Module, train_loader: Iterable, val_loader: Iterable, optimizer: torch.optim.Optimizer,
                 device: torch.device | str, n_epochs: int, eval_freq: int, eval_iter: int, start_context: str,
                 tokenizer, warmup_steps: int, initial_lr: float = 3e-05, min_lr: float = 1e-6,
+                orig_book_version: bool = False, *,
                 max_norm: float | None = 1.0) -> tuple[list[float], list[float], list[int], list[float]]:
     """Chapter 5's ``train_model_simple`` with warmup, cosine decay and gradient clipping.
 
     The peak learning rate is the one the optimizer was created with. Clipping starts once warmup is over
-    (during warmup the small learning rate already keeps the updates small); ``max_norm=None`` turns it off.
-    Returns training losses, validation losses, tokens seen (at each evaluation) and the learning rate of
-    every step.
+    (during warmup the small learning rate already keeps the updates small): from step ``warmup_steps`` on.
+    ``orig_book_version=True`` reproduces the printed book's ``>`` comparison, which skips clipping on that
+    first step after warmup. ``max_norm`` (keyword only, not in the book) sets the clipping threshold;
+    ``None`` turns clipping off. Returns training losses, validation losses, tokens seen (at each evaluation)
+    and the learning rate of every step.
     """
     train_losses, val_losses, track_tokens_seen, track_lrs = [], [], [], []
     tokens_seen, global_step = 0, -1
     peak_lr = optimizer.param_groups[0]["lr"]
     total_training_steps = len(train_loader) * n_epochs
+    first_clipped_step = warmup_steps + 1 if orig_book_version else warmup_steps
 
     for epoch in range(n_epochs):
         model.train()
@@ -79,7 +83,7 @@ def train_model(model: nn.Module, train_loader: Iterable, val_loader: Iterable, 
 
             loss = calc_loss_batch(input_batch, target_batch, model, device)
             loss.backward()
-            if max_norm is not None and global_step >= warmup_steps:
+            if max_norm is not None and global_step >= first_clipped_step:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=max_norm)
             optimizer.step()
             tokens_seen += input_batch.numel()

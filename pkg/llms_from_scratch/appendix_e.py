@@ -12,12 +12,12 @@ only the adapter weights (megabytes instead of the whole model) as safetensors.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.nn as nn
+
+from .files import atomic_path
 
 
 class LoRALayer(nn.Module):
@@ -125,14 +125,8 @@ def save_lora_adapters(model: nn.Module, path: str | Path) -> Path:
     state = {k: v.detach().contiguous().cpu() for k, v in lora_state_dict(model).items()}
     metadata = {"rank": str(modules[0].lora.rank), "alpha": str(modules[0].lora.alpha)}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
     return path
 
 

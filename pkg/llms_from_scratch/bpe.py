@@ -21,13 +21,14 @@ from __future__ import annotations
 import heapq
 import json
 import os
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Literal
 
 import regex
+
+from .files import atomic_path
 
 # GPT-2's pre-tokenization pattern (OpenAI's encoder.py): common English contractions, then runs of letters,
 # digits or other symbols with at most one leading space, then whitespace. ``\s+(?!\S)`` leaves the last space
@@ -338,14 +339,8 @@ class BPETokenizer:
             "merges": [list(m) for m in self.merges],
             "special_tokens": self.special_tokens,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(state, f)
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+            json.dump(state, f)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BPETokenizer:

@@ -8,13 +8,17 @@ The classes follow the chapter's order; each adds one idea to the previous one:
 - ``MultiHeadAttentionWrapper``: several ``CausalAttention`` heads run one after another and concatenated;
 - ``MultiHeadAttention``: all heads computed at once by splitting one projection with ``view``/``transpose``.
 
-``MultiHeadAttention`` is the layer the GPT model of chapter 4 uses.
+``MultiHeadAttention`` is the layer the GPT model of chapter 4 uses. ``PyTorchMultiHeadAttention`` (a bonus)
+computes the same function with PyTorch's fused ``scaled_dot_product_attention`` kernel.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 __all__ = [
     "SelfAttention_v1",
@@ -22,6 +26,7 @@ __all__ = [
     "CausalAttention",
     "MultiHeadAttentionWrapper",
     "MultiHeadAttention",
+    "PyTorchMultiHeadAttention",
 ]
 
 
@@ -179,3 +184,54 @@ class MultiHeadAttention(nn.Module):
         # merge the heads back: -> (b, num_tokens, d_out); contiguous() because transpose made the memory strided
         context_vec = context_vec.contiguous().view(b, num_tokens, self.d_out)
         return self.out_proj(context_vec)
+
+
+# ---------------------------------------------------------------------------------------------------------- bonus
+
+
+class PyTorchMultiHeadAttention(nn.Module):
+    """``MultiHeadAttention`` with the attention itself done by ``F.scaled_dot_product_attention``.
+
+    The fused kernel computes softmax(QK^T / sqrt(head_dim)) V with the causal mask built in (``is_causal=True``),
+    without materialising the (num_tokens, num_tokens) score matrix where a flash/memory-efficient kernel applies.
+    It needs no mask buffer and therefore no ``context_length``. The parameters have ``MultiHeadAttention``'s
+    names, so ``load_state_dict(mha.state_dict())`` works; the chapter's ``mask`` buffer is ignored on loading.
+    """
+
+    def __init__(self, d_in: int, d_out: int, num_heads: int, dropout: float = 0.0, qkv_bias: bool = False):
+        super().__init__()
+        if num_heads < 1:
+            raise ValueError(f"num_heads must be at least 1, got {num_heads}")
+        if d_out % num_heads != 0:
+            raise ValueError(
+                f"d_out ({d_out}) must be divisible by num_heads ({num_heads}) so that every head gets the same "
+                f"width; choose e.g. num_heads that divides {d_out}"
+            )
+        self.d_out = d_out
+        self.num_heads = num_heads
+        self.head_dim = d_out // num_heads
+        # created in MultiHeadAttention's order, so the same seed gives the same weights
+        self.W_query = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_key = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.W_value = nn.Linear(d_in, d_out, bias=qkv_bias)
+        self.out_proj = nn.Linear(d_out, d_out)
+        self.dropout = dropout  # a probability: the kernel drops attention weights itself
+        self.register_load_state_dict_pre_hook(_ignore_causal_mask)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, num_tokens, d_in = x.shape
+        # (b, num_tokens, d_out) -> (b, num_tokens, num_heads, head_dim) -> (b, num_heads, num_tokens, head_dim)
+        queries = self.W_query(x).view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+        keys = self.W_key(x).view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+        values = self.W_value(x).view(b, num_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+
+        context_vec = F.scaled_dot_product_attention(
+            queries, keys, values, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )  # (b, num_heads, num_tokens, head_dim)
+        context_vec = context_vec.transpose(1, 2).contiguous().view(b, num_tokens, self.d_out)
+        return self.out_proj(context_vec)
+
+
+def _ignore_causal_mask(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Drop ``MultiHeadAttention``'s ``mask`` buffer from a state dict being loaded: the kernel needs none."""
+    state_dict.pop(prefix + "mask", None)

@@ -3,6 +3,9 @@
 ``GPTModel(GPT_CONFIG_124M)`` has the architecture of the smallest GPT-2 (124M parameters when the output head
 shares the token-embedding matrix; this implementation keeps them separate, so it holds 163,009,536 parameters).
 The blocks are pre-LayerNorm transformer blocks: normalise, transform, add the shortcut.
+
+``GPTModelFast`` (a bonus) is the same model built from PyTorch's fused operations; it has ``GPTModel``'s
+parameter names, so one state dict loads into both.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
-from llms_from_scratch.ch03 import MultiHeadAttention
+from llms_from_scratch.ch03 import MultiHeadAttention, PyTorchMultiHeadAttention
 
 __all__ = [
     "GPT_CONFIG_124M",
@@ -22,6 +26,10 @@ __all__ = [
     "TransformerBlock",
     "GPTModel",
     "generate_text_simple",
+    "LayerNormFast",
+    "FeedForwardFast",
+    "TransformerBlockFast",
+    "GPTModelFast",
 ]
 
 GPT_CONFIG_124M: dict[str, Any] = {
@@ -160,3 +168,106 @@ def generate_text_simple(model: nn.Module, idx: torch.Tensor, max_new_tokens: in
         idx_next = torch.argmax(logits, dim=-1, keepdim=True)  # (batch, 1); softmax would not change the argmax
         idx = torch.cat((idx, idx_next), dim=1)
     return idx
+
+
+# ---------------------------------------------------------------------------------------------------------- bonus
+# The same GPT from PyTorch's fused building blocks: faster on GPUs (fewer, larger kernels; flash attention),
+# equal to GPTModel up to float rounding. Parameter names follow GPTModel, so state dicts move between the two.
+
+
+class LayerNormFast(nn.Module):
+    """PyTorch's layer norm (``F.layer_norm``, the kernel behind ``nn.LayerNorm``) under the names ``scale``/``shift``.
+
+    ``nn.LayerNorm`` calls its parameters ``weight`` and ``bias``; keeping the chapter's names is what lets a
+    ``GPTModel`` state dict load into ``GPTModelFast`` unchanged.
+    """
+
+    def __init__(self, emb_dim: int):
+        super().__init__()
+        self.eps = 1e-5
+        self.scale = nn.Parameter(torch.ones(emb_dim))
+        self.shift = nn.Parameter(torch.zeros(emb_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.layer_norm(x, self.scale.shape, self.scale, self.shift, self.eps)
+
+
+class FeedForwardFast(nn.Module):
+    """``FeedForward`` with PyTorch's ``nn.GELU(approximate="tanh")``, the same tanh approximation as ``GELU``."""
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(cfg["emb_dim"], 4 * cfg["emb_dim"]),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(4 * cfg["emb_dim"], cfg["emb_dim"]),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class TransformerBlockFast(nn.Module):
+    """``TransformerBlock`` with SDPA attention, ``LayerNormFast`` and ``FeedForwardFast``."""
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        self.att = PyTorchMultiHeadAttention(
+            d_in=cfg["emb_dim"],
+            d_out=cfg["emb_dim"],
+            num_heads=cfg["n_heads"],
+            dropout=cfg["drop_rate"],
+            qkv_bias=cfg["qkv_bias"],
+        )
+        self.ff = FeedForwardFast(cfg)
+        self.norm1 = LayerNormFast(cfg["emb_dim"])
+        self.norm2 = LayerNormFast(cfg["emb_dim"])
+        self.drop_shortcut = nn.Dropout(cfg["drop_rate"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_shortcut(self.att(self.norm1(x)))
+        x = x + self.drop_shortcut(self.ff(self.norm2(x)))
+        return x
+
+
+class GPTModelFast(nn.Module):
+    """``GPTModel`` built from ``TransformerBlockFast`` blocks; same parameters, same outputs up to rounding.
+
+    Modules are created in ``GPTModel``'s order, so the same seed gives the same initial weights. The fused
+    attention needs no causal-mask buffer; so that ``GPTModel`` can still load this model's state dict, the
+    state dict carries the chapter's masks (built when the state dict is taken, not kept in memory).
+    """
+
+    def __init__(self, cfg: dict[str, Any]):
+        super().__init__()
+        self.tok_emb = nn.Embedding(cfg["vocab_size"], cfg["emb_dim"])
+        self.pos_emb = nn.Embedding(cfg["context_length"], cfg["emb_dim"])
+        self.drop_emb = nn.Dropout(cfg["drop_rate"])
+        self.trf_blocks = nn.Sequential(*[TransformerBlockFast(cfg) for _ in range(cfg["n_layers"])])
+        self.final_norm = LayerNormFast(cfg["emb_dim"])
+        self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
+        self.register_state_dict_post_hook(_add_chapter_masks)
+
+    def forward(self, in_idx: torch.Tensor) -> torch.Tensor:
+        """Map token ids ``(batch, num_tokens)`` to next-token logits ``(batch, num_tokens, vocab_size)``."""
+        batch_size, seq_len = in_idx.shape
+        context_length = self.pos_emb.num_embeddings
+        if seq_len > context_length:
+            raise ValueError(
+                f"the input has {seq_len} tokens but the model's context_length is {context_length}; "
+                f"keep only the last {context_length} tokens (e.g. in_idx[:, -{context_length}:])"
+            )
+        x = self.tok_emb(in_idx) + self.pos_emb(torch.arange(seq_len, device=in_idx.device))
+        x = self.drop_emb(x)
+        x = self.trf_blocks(x)
+        x = self.final_norm(x)
+        return self.out_head(x)
+
+
+def _add_chapter_masks(model: GPTModelFast, state_dict: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    """Add the ``att.mask`` buffers that ``GPTModel``'s attention layers expect (each its own tensor)."""
+    n = model.pos_emb.num_embeddings
+    for i in range(len(model.trf_blocks)):
+        state_dict[f"{prefix}trf_blocks.{i}.att.mask"] = torch.triu(
+            torch.ones(n, n, device=model.pos_emb.weight.device), diagonal=1
+        )

@@ -3,26 +3,37 @@
 The training helpers are the book's: the loss of one batch and of a loader, a simple training loop that
 evaluates every few steps and prints a sample after each epoch, and a plot of the losses against epochs and
 tokens seen. :func:`generate` adds temperature, top-k and (beyond the book) top-p sampling to chapter 4's
-greedy loop. Loading OpenAI's weights lives in :mod:`llms_from_scratch.gpt2_weights`; saving and resuming
-training in :mod:`llms_from_scratch.checkpoints`. Both are re-exported here under the book's names.
+greedy loop. Loading OpenAI's weights lives in :mod:`llms_from_scratch.gpt2_weights` (``download_and_load_gpt2``,
+``load_weights_into_gpt``, ``load_gpt2_params_from_tf_ckpt``); saving and resuming training in
+:mod:`llms_from_scratch.checkpoints`. Both are re-exported here under the book's names, beside the book's
+``assign`` and ``download_file``.
 """
 
 from __future__ import annotations
 
+import http.client
 import math
+import os
+import tempfile
+import urllib.parse
+import urllib.request
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from .checkpoints import load_checkpoint, load_model_state_dict, save_checkpoint, unwrap_model
+from .data import AssetUnavailableError, list_assets, mirror_dir
 from .gpt2_weights import (
     GPT2_BASE_CONFIG,
     GPT2_MODEL_CONFIGS,
     CheckpointMismatchError,
+    download_and_load_gpt2,
     gpt2_config,
     load_gpt2_params,
+    load_gpt2_params_from_tf_ckpt,
     load_weights_into_gpt,
 )
 
@@ -30,8 +41,11 @@ __all__ = [
     "GPT2_BASE_CONFIG",
     "GPT2_MODEL_CONFIGS",
     "CheckpointMismatchError",
+    "assign",
     "calc_loss_batch",
     "calc_loss_loader",
+    "download_and_load_gpt2",
+    "download_file",
     "epoch_end_losses",
     "evaluate_model",
     "generate",
@@ -39,6 +53,7 @@ __all__ = [
     "gpt2_config",
     "load_checkpoint",
     "load_gpt2_params",
+    "load_gpt2_params_from_tf_ckpt",
     "load_model_state_dict",
     "load_weights_into_gpt",
     "perplexity",
@@ -290,3 +305,81 @@ def generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, context_s
 def perplexity(loss: float) -> float:
     """``exp(loss)``: the effective number of tokens the model hesitates between at each position."""
     return math.exp(loss)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The book's helpers for OpenAI's weights: assign, download_file
+# ---------------------------------------------------------------------------------------------------------------
+
+def assign(left: torch.Tensor, right: Any) -> nn.Parameter:
+    """A new parameter holding ``right`` (a numpy array or tensor) in place of ``left``, after checking shapes.
+
+    The copy takes ``left``'s dtype and device, so a model built in bfloat16 or on a GPU stays that way.
+    """
+    right = torch.as_tensor(right)
+    if tuple(left.shape) != tuple(right.shape):
+        raise ValueError(f"Shape mismatch. Left: {tuple(left.shape)}, Right: {tuple(right.shape)}; "
+                         "the model's configuration does not match the weights (check emb_dim, n_layers, qkv_bias)")
+    return nn.Parameter(right.to(dtype=left.dtype, device=left.device, copy=True))
+
+
+def _known_size(urls: list[str]) -> int | None:
+    """The size of the file behind ``urls`` where it is known without downloading it.
+
+    In order: the registered asset a URL belongs to, a same-named file in ``$LLMS_DATA_MIRROR``, the server's
+    ``Content-Length`` (a HEAD request). ``None`` when none of them answers (offline, no mirror).
+    """
+    mirror = mirror_dir()
+    for url in urls:
+        for asset in list_assets():
+            if url in asset.urls and asset.archive_member is None and asset.size is not None:
+                return asset.size
+        name = Path(urllib.parse.urlparse(url).path).name
+        if mirror is not None and name and (mirror / name).is_file():
+            return (mirror / name).stat().st_size
+    for url in urls:
+        request = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "llms-from-scratch"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                length = response.headers.get("Content-Length")
+        except (OSError, ValueError, http.client.HTTPException):  # unreachable, HTTP errors, malformed URLs
+            continue
+        if length and length.isdigit():
+            return int(length)
+    return None
+
+
+def download_file(url: str, destination: str | os.PathLike, backup_url: str | None = None) -> Path:
+    """Download ``url`` (else ``backup_url``) to the file ``destination``, through the data layer; return its path.
+
+    A URL of a registered asset is fetched as that asset (checksum, cache, mirror); any other URL is copied from
+    ``$LLMS_DATA_MIRROR`` when a file of the same name is there, and downloaded otherwise. As in the book, an
+    existing ``destination`` is kept when its size equals the source's ("File already exists and is
+    up-to-date"); when that size cannot be learned (offline, no mirror) the existing file is kept as well, since
+    downloads land in place only once complete. Raises
+    :class:`~llms_from_scratch.data.AssetUnavailableError` naming every source tried and how to supply the file.
+    """
+    from .utils import download_file as fetch_url  # imported here: it needs the notebook tools only for its other job
+
+    destination = Path(destination)
+    urls = [u for u in (url, backup_url) if u]
+    if destination.is_file():
+        size = _known_size(urls)
+        if size is None or size == destination.stat().st_size:
+            print(f"File already exists and is up-to-date: {destination}")
+            return destination
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    reasons = []
+    for source in urls:
+        # into a fresh folder beside the destination, so that the final rename is atomic and replaces any old file
+        with tempfile.TemporaryDirectory(dir=destination.parent, prefix=".download-") as tmp:
+            try:
+                fetched = fetch_url(source, tmp)
+            except AssetUnavailableError as exc:
+                # its advice names the temporary folder; the reader should place the file at the destination
+                name = Path(urllib.parse.urlparse(source).path).name
+                reasons.append(str(exc).replace(str(Path(tmp) / name), str(destination)))
+                continue
+            os.replace(fetched, destination)
+        return destination
+    raise AssetUnavailableError(f"could not download {destination.name} to {destination}:\n" + "\n".join(reasons))

@@ -3,6 +3,9 @@
 The data side reads the UCI SMS Spam Collection row by row (``csv.QUOTE_NONE``: the corpus is tab-separated
 and its messages contain stray double quotes that must stay literal), balances the two classes, splits them
 70/10/20 and stores each part as a CSV file with the columns ``Label`` (0 = ham, 1 = spam) and ``Text``.
+The book's own data functions are here too: :func:`download_and_unzip_spam_data`, and
+:func:`create_balanced_dataset` and :func:`random_split`, which take and return pandas DataFrames (pandas is
+optional; :func:`balance_rows` and :func:`split_rows` do the same on ``(label, text)`` pairs).
 The model side turns a GPT into a classifier by swapping its vocabulary-sized output head for a two-class
 head and reading the prediction from the last token, the only position that has attended to the whole message.
 """
@@ -10,18 +13,23 @@ head and reading the prediction from the last token, the only position that has 
 from __future__ import annotations
 
 import csv
-import os
+import dataclasses
 import random
-import tempfile
+import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import ch05
-from .data import fetch
+from .data import fetch, fetch_asset, get_asset
+from .files import atomic_path
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LABELS = {"ham": 0, "spam": 1}
 CLASS_NAMES = ("not spam", "spam")  # index = label id, as classify_review reports it
@@ -31,6 +39,30 @@ PAD_TOKEN_ID = 50256  # GPT-2's <|endoftext|> doubles as the padding token
 # ---------------------------------------------------------------------------------------------------------------
 # Data
 # ---------------------------------------------------------------------------------------------------------------
+
+def download_and_unzip_spam_data(url: str, zip_path: str | Path, extracted_path: str | Path,
+                                 data_file_path: str | Path) -> None:
+    """The book's download step: put the SMS Spam Collection at ``data_file_path`` unless a file is already there.
+
+    The file comes through the data layer (cache, ``$LLMS_DATA_MIRROR``, then ``url`` and the known addresses of the
+    UCI zip), is checked against its SHA-256 and is copied to ``data_file_path``, normally
+    ``extracted_path / "SMSSpamCollection.tsv"``. The zip is unpacked in memory, so nothing is written at
+    ``zip_path``; the argument is kept for the book's signature. Prints what it did, as the book's function does.
+    """
+    data_file_path = Path(data_file_path)
+    if data_file_path.exists():
+        print(f"{data_file_path} already exists. Skipping download and extraction.")
+        return
+    asset = get_asset("sms-spam-collection")
+    if url not in asset.urls:  # a reader's own copy of the zip: try it first, then the known addresses
+        asset = dataclasses.replace(asset, urls=(url, *asset.urls))
+    source = fetch_asset(asset)
+    Path(extracted_path).mkdir(parents=True, exist_ok=True)
+    # copy under a temporary name, then rename: an interrupted copy must not look like a finished file
+    with atomic_path(data_file_path) as tmp:
+        shutil.copyfile(source, tmp)
+    print(f"File downloaded and saved as {data_file_path}")
+
 
 def read_sms_spam(path: str | Path | None = None) -> list[tuple[str, str]]:
     """Return the corpus as ``(label, text)`` pairs, one per line, labels ``"ham"``/``"spam"``.
@@ -52,10 +84,11 @@ def read_sms_spam(path: str | Path | None = None) -> list[tuple[str, str]]:
     return rows
 
 
-def create_balanced_dataset(rows: Sequence[tuple[str, str]], seed: int = 123) -> list[tuple[int, str]]:
+def balance_rows(rows: Sequence[tuple[str, str]], seed: int = 123) -> list[tuple[int, str]]:
     """Keep every spam message and an equally large random sample of ham; return ``(label_id, text)`` pairs.
 
-    The result lists the sampled ham first, then the spam, each in corpus order; :func:`random_split` shuffles.
+    The rows version of :func:`create_balanced_dataset`, used by :func:`prepare_spam_splits`. The result lists the
+    sampled ham first, then the spam, each in corpus order; :func:`split_rows` shuffles.
     """
     ham = [text for label, text in rows if label == "ham"]
     spam = [text for label, text in rows if label == "spam"]
@@ -65,12 +98,11 @@ def create_balanced_dataset(rows: Sequence[tuple[str, str]], seed: int = 123) ->
     return [(LABELS["ham"], ham[i]) for i in chosen] + [(LABELS["spam"], text) for text in spam]
 
 
-def random_split(
+def split_rows(
     rows: Sequence[tuple[int, str]], train_frac: float, validation_frac: float, seed: int = 123
 ) -> tuple[list[tuple[int, str]], list[tuple[int, str]], list[tuple[int, str]]]:
     """Shuffle ``rows`` and cut them into train, validation and test parts (the test part takes the rest)."""
-    if not (0 < train_frac and 0 <= validation_frac and train_frac + validation_frac <= 1):
-        raise ValueError(f"need 0 < train_frac, 0 <= validation_frac, sum <= 1; got {train_frac}, {validation_frac}")
+    _check_fractions(train_frac, validation_frac)
     shuffled = list(rows)
     random.Random(seed).shuffle(shuffled)
     train_end = int(len(shuffled) * train_frac)
@@ -78,19 +110,61 @@ def random_split(
     return shuffled[:train_end], shuffled[train_end:validation_end], shuffled[validation_end:]
 
 
+def _check_fractions(train_frac: float, validation_frac: float) -> None:
+    if not (0 < train_frac and 0 <= validation_frac and train_frac + validation_frac <= 1):
+        raise ValueError(f"need 0 < train_frac, 0 <= validation_frac, sum <= 1; got {train_frac}, {validation_frac}")
+
+
+def _pandas_frame(df, function: str):
+    """Import pandas (an optional dependency) and check that ``df`` is a DataFrame with a ``Label`` column."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError(f"{function} works on pandas DataFrames, and pandas is not installed; "
+                          f"run `pip install pandas` (or use the rows functions balance_rows/split_rows)") from None
+    if not isinstance(df, pd.DataFrame) or "Label" not in df.columns:
+        raise TypeError(f"{function} takes a pandas DataFrame with a 'Label' column, got {type(df).__name__}; "
+                        f"for a list of (label, text) pairs use balance_rows/split_rows")
+    return pd
+
+
+def create_balanced_dataset(df: pd.DataFrame, *, seed: int = 123) -> pd.DataFrame:
+    """The book's balancing step on a DataFrame: all ``"spam"`` rows plus as many ``"ham"`` rows sampled at random.
+
+    The sampled ham rows come first, then the spam rows; both keep their original index. ``seed`` is the
+    ``random_state`` of the sampling (the book's value by default), so the same DataFrame gives the same rows.
+    """
+    pd = _pandas_frame(df, "create_balanced_dataset")
+    is_spam = df["Label"] == "spam"
+    num_spam = int(is_spam.sum())
+    ham = df[df["Label"] == "ham"]
+    if num_spam > len(ham):
+        raise ValueError(f"cannot undersample ham: {len(ham)} ham rows but {num_spam} spam")
+    return pd.concat([ham.sample(num_spam, random_state=seed), df[is_spam]])
+
+
+def random_split(
+    df: pd.DataFrame, train_frac: float, validation_frac: float, *, seed: int = 123
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Shuffle the DataFrame's rows (seeded) and cut them into train, validation and test DataFrames.
+
+    The shuffled frame gets a fresh 0..n-1 index before it is cut; the test part takes what the first two leave.
+    """
+    _pandas_frame(df, "random_split")
+    _check_fractions(train_frac, validation_frac)
+    shuffled = df.sample(frac=1, random_state=seed).reset_index(drop=True)
+    train_end = int(len(shuffled) * train_frac)
+    validation_end = train_end + int(len(shuffled) * validation_frac)
+    return shuffled.iloc[:train_end], shuffled.iloc[train_end:validation_end], shuffled.iloc[validation_end:]
+
+
 def write_csv(rows: Iterable[tuple[int, str]], path: str | Path) -> Path:
     """Write ``(label_id, text)`` pairs as a CSV with the header ``Label,Text``; the file appears atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["Label", "Text"])
-            writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["Label", "Text"])
+        writer.writerows(rows)
     return path
 
 
@@ -105,8 +179,8 @@ def read_csv(path: str | Path) -> list[tuple[int, str]]:
 
 def prepare_spam_splits(out_dir: str | Path, seed: int = 123) -> dict[str, Path]:
     """Fetch, balance and split the corpus 70/10/20 and write ``train.csv``, ``validation.csv``, ``test.csv``."""
-    balanced = create_balanced_dataset(read_sms_spam(), seed=seed)
-    parts = random_split(balanced, 0.7, 0.1, seed=seed)
+    balanced = balance_rows(read_sms_spam(), seed=seed)
+    parts = split_rows(balanced, 0.7, 0.1, seed=seed)
     out_dir = Path(out_dir)
     return {name: write_csv(part, out_dir / f"{name}.csv") for name, part in zip(("train", "validation", "test"), parts)}
 
@@ -311,15 +385,9 @@ def save_model(model: nn.Module, path: str | Path) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-        save_file(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
     return path
 
 
@@ -364,9 +432,9 @@ def finetune_spam_classifier(
     from torch.utils.data import Subset
 
     from .appendix_e import replace_linear_with_lora, save_lora_adapters
-    from .base_model import load_base_gpt
     from .data import gpt2_encoding
     from .device import pick_device
+    from .training.base_model import load_base_gpt
 
     device = pick_device(verbose=verbose)[0] if device is None else torch.device(device)
     out_dir = Path(out_dir)

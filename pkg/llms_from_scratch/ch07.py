@@ -4,13 +4,16 @@ Each entry (``instruction``, optional ``input``, ``output``) becomes one trainin
 format followed by ``### Response:`` and the answer. Batches are padded with GPT-2's end-of-text token; the
 first end-of-text after each text stays a target (so the model learns to stop) and every later one is masked
 with ``-100``, the index that PyTorch's cross-entropy skips.
+
+The chapter's evaluation asks a larger model to score the responses over Ollama's chat API
+(:func:`query_model`, :func:`generate_model_scores`); ``llms-from-scratch serve`` answers that API too.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -19,7 +22,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import fetch
+from .data import fetch, fetch_asset, list_assets
+from .files import atomic_path
 
 PAD_TOKEN_ID = 50256  # <|endoftext|>
 IGNORE_INDEX = -100  # the default ignore_index of torch.nn.functional.cross_entropy
@@ -38,6 +42,33 @@ def load_instruction_data(name: str = "instruction-data") -> list[dict[str, Any]
         if missing:
             raise ValueError(f"{name}: entry {i} lacks {sorted(missing)}; each entry needs instruction, input, output")
     return data
+
+
+def download_and_load_file(file_path: str | Path, url: str) -> Any:
+    """The book's loader: save ``url`` at ``file_path`` unless that file exists, then return the file's JSON.
+
+    A URL the data layer knows (this chapter's instruction data, the preference data) is fetched through it, so
+    the cache, ``$LLMS_DATA_MIRROR`` and the SHA-256 check apply; any other URL is downloaded as it is.
+    """
+    file_path = Path(file_path)
+    if not file_path.exists():
+        asset = next((a for a in list_assets() if url in a.urls), None)
+        data = fetch_asset(asset).read_bytes() if asset is not None else _download_bytes(url, file_path)
+        # write under a temporary name, then rename: an interrupted write must not look like a finished file
+        with atomic_path(file_path) as tmp:
+            tmp.write_bytes(data)
+    with open(file_path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _download_bytes(url: str, file_path: Path, timeout: float = 60.0) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.read()
+    except (urllib.error.URLError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectionError(f"could not download {url} ({reason}); save the file at {file_path} yourself and "
+                              f"call again (an existing file is read, not downloaded)") from None
 
 
 def format_input(entry: dict[str, Any]) -> str:
@@ -111,6 +142,37 @@ class InstructionDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.data)
+
+
+def _padded_with_end_of_text(batch: Sequence[Sequence[int]], pad_token_id: int) -> list[list[int]]:
+    """Every text plus one end-of-text token, padded to the longest such text: ``len(longest) + 1`` ids each."""
+    if len(batch) == 0:
+        raise ValueError("a collate function got an empty batch")
+    batch_max_length = max(len(item) + 1 for item in batch)
+    return [list(item) + [pad_token_id] * (batch_max_length - len(item)) for item in batch]
+
+
+def custom_collate_draft_1(batch: Sequence[Sequence[int]], pad_token_id: int = PAD_TOKEN_ID,
+                           device: str | torch.device = "cpu") -> torch.Tensor:
+    """The chapter's first collate step: the inputs only, padded with ``pad_token_id``.
+
+    Returns a ``(batch, len(longest text))`` long tensor: each row is its text followed by padding; the
+    end-of-text token every text gets appended falls off the end of the longest row.
+    """
+    padded = _padded_with_end_of_text(batch, pad_token_id)
+    return torch.tensor([ids[:-1] for ids in padded]).to(device)
+
+
+def custom_collate_draft_2(batch: Sequence[Sequence[int]], pad_token_id: int = PAD_TOKEN_ID,
+                           device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """The chapter's second collate step: ``(inputs, targets)``, the targets being the inputs shifted by one.
+
+    Nothing is masked yet: every padding position is a target (:func:`custom_collate_fn` masks all but the first).
+    """
+    padded = _padded_with_end_of_text(batch, pad_token_id)
+    inputs = torch.tensor([ids[:-1] for ids in padded])
+    targets = torch.tensor([ids[1:] for ids in padded])
+    return inputs.to(device), targets.to(device)
 
 
 def custom_collate_fn(
@@ -204,14 +266,8 @@ def generate_responses(model, tokenizer, data: Sequence[dict[str, Any]], device,
 def save_json(data: Any, path: str | Path) -> Path:
     """Write ``data`` as indented UTF-8 JSON; the file appears atomically."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=4, ensure_ascii=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=4, ensure_ascii=False)
     return path
 
 
@@ -230,11 +286,11 @@ def finetune_instruction_model(
     import time
 
     from .appendix_e import replace_linear_with_lora, save_lora_adapters
-    from .base_model import load_base_gpt
     from .ch05 import calc_loss_loader, train_model_simple
     from .ch06 import save_model
     from .data import gpt2_encoding
     from .device import pick_device
+    from .training.base_model import load_base_gpt
 
     device = pick_device(verbose=verbose)[0] if device is None else torch.device(device)
     out_dir = Path(out_dir)
@@ -284,3 +340,126 @@ def finetune_instruction_model(
         "responses": str(responses_path),
         "saved": str(weights_path),
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scoring responses with a model served over Ollama's chat API (the chapter's evaluation section)
+# ---------------------------------------------------------------------------------------------------------------
+
+OLLAMA_CHAT_URL = "http://localhost:11434/api/chat"
+# the options the book sends for reproducible replies: fixed seed, greedy decoding, a 2,048-token context
+QUERY_OPTIONS = {"seed": 123, "temperature": 0, "num_ctx": 2048}
+_PROC = Path("/proc")  # Linux's process table, read when psutil is not installed
+
+
+def check_if_running(process_name: str) -> bool:
+    """Whether some running process has ``process_name`` in its name (the book checks for ``"ollama"``).
+
+    Uses ``psutil`` when it is installed; otherwise ``/proc`` (Linux), ``ps`` (macOS, BSD) or ``tasklist``
+    (Windows).
+    """
+    return any(process_name in name for name in _process_names())
+
+
+def _process_names() -> list[str]:
+    try:
+        import psutil
+    except ImportError:
+        pass
+    else:
+        return [proc.info["name"] or "" for proc in psutil.process_iter(["name"])]
+    if (_PROC / "self" / "comm").is_file():
+        return [name for pid in _PROC.iterdir() if pid.name.isdigit() and (name := _proc_name(pid))]
+    import subprocess
+    import sys
+
+    command = ["tasklist", "/fo", "csv", "/nh"] if sys.platform == "win32" else ["ps", "-A", "-o", "comm="]
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"cannot list the running processes ({exc}); install psutil (`pip install psutil`)") \
+            from None
+    if sys.platform == "win32":
+        return [line.split('","')[0].strip('"') for line in out.splitlines() if line]
+    return [Path(line.strip()).name for line in out.splitlines() if line.strip()]
+
+
+def _proc_name(pid_dir: Path) -> str:
+    """A Linux process's name; the kernel cuts ``comm`` at 15 characters, so a cut name is completed from argv[0]."""
+    try:
+        name = (pid_dir / "comm").read_text().strip()
+        if len(name) == 15:
+            argv0 = (pid_dir / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            full = Path(argv0).name
+            if full.startswith(name):
+                name = full
+    except OSError:  # the process ended while we looked, or belongs to someone we may not inspect
+        return ""
+    return name
+
+
+def query_model(prompt: str, model: str = "llama3", url: str = OLLAMA_CHAT_URL, *,
+                options: dict[str, Any] | None = None, timeout: float | None = None) -> str:
+    """Send ``prompt`` as one user message to an Ollama-style ``/api/chat`` endpoint; return the reply's text.
+
+    The request carries the book's options (``seed`` 123, ``temperature`` 0, ``num_ctx`` 2048); ``options``
+    (not in the book) adds to or overrides them, e.g. ``{"num_predict": 32}``. The server streams one JSON object
+    per line and the reply is the concatenation of their ``message.content``; a server asked not to stream sends
+    a single such line. Works with Ollama and, offline, with this project's server:
+    ``llms-from-scratch serve -m smollm2-135m-instruct --name llama3 --port 11434``.
+    """
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}],
+            "options": {**QUERY_OPTIONS, **(options or {})}}
+    request = urllib.request.Request(url, data=json.dumps(body).encode("utf-8"), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    pieces = []
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            for line in response:  # one JSON object per line
+                if not line.strip():
+                    continue
+                chunk = json.loads(line)
+                if "error" in chunk:  # Ollama reports a failure that happens mid-stream in the stream itself
+                    raise RuntimeError(f"{url} reported an error while answering: {chunk['error']}")
+                pieces.append(chunk["message"]["content"])
+    except urllib.error.HTTPError as exc:
+        raise RuntimeError(f"{url} answered HTTP {exc.code}: {_error_detail(exc)}") from None
+    except urllib.error.URLError as exc:
+        raise ConnectionError(
+            f"could not reach {url} ({exc.reason}); start Ollama (`ollama serve`, then `ollama pull {model}`) or "
+            f"this project's server (`llms-from-scratch serve -m smollm2-135m-instruct --name {model} --port 11434`)"
+        ) from None
+    return "".join(pieces)
+
+
+def _error_detail(exc: urllib.error.HTTPError) -> str:
+    raw = exc.read()
+    try:
+        error = json.loads(raw)["error"]
+    except (ValueError, KeyError, TypeError):
+        return raw[:200].decode("utf-8", errors="replace") or str(exc.reason)
+    return error["message"] if isinstance(error, dict) and "message" in error else str(error)
+
+
+def generate_model_scores(json_data: Sequence[dict[str, Any]], json_key: str, model: str = "llama3", *,
+                          url: str = OLLAMA_CHAT_URL) -> list[int]:
+    """Ask the model behind ``url`` to score each entry's ``json_key`` response from 0 to 100 against ``output``.
+
+    The prompt is the book's. A reply that is not an integer is reported (printed) and skipped, as in the book,
+    so the list can be shorter than ``json_data``. ``url`` (not in the book) points at another server.
+    """
+    from tqdm import tqdm
+
+    scores = []
+    for entry in tqdm(json_data, desc="Scoring entries"):
+        prompt = (
+            f"Given the input `{format_input(entry)}` and correct output `{entry['output']}`, "
+            f"score the model response `{entry[json_key]}` on a scale from 0 to 100, where 100 is the best score. "
+            f"Respond with the integer number only."
+        )
+        reply = query_model(prompt, model, url)
+        try:
+            scores.append(int(reply))
+        except ValueError:
+            print(f"Could not convert score: {reply}")
+    return scores

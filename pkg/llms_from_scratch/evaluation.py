@@ -3,7 +3,7 @@
 The judge client speaks the OpenAI-compatible chat-completions API (``POST {base}/v1/chat/completions``) that
 Ollama (``http://localhost:11434``), llama.cpp's ``llama-server`` (``http://localhost:8080``), vLLM
 (``http://localhost:8000``) and this project's own server (``llms-from-scratch serve``; started for you by
-:func:`llms_from_scratch.background_server.serve_in_background`) all serve. It needs only the standard library.
+:func:`llms_from_scratch.serving.background_server.serve_in_background`) all serve. It needs only the standard library.
 Settings come from arguments or from ``$LLMS_JUDGE_URL`` / ``$LLMS_JUDGE_MODEL`` / ``$LLMS_JUDGE_API_KEY``.
 
 Failures are told apart, because each has a different fix: :class:`JudgeConnectionError` (nothing listening),

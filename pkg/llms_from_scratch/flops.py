@@ -22,7 +22,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from llms_from_scratch.ch04 import GPT_CONFIG_124M
-from llms_from_scratch.gpt2_weights import GPT2_BOOK_NAMES, GPT2_MODEL_CONFIGS
+from llms_from_scratch.gpt2_sizes import GPT2_BOOK_NAMES, GPT2_MODEL_CONFIGS
 
 __all__ = [
     "GPT2_SIZES",
@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 # the four published GPT-2 sizes under the book's names, e.g. "gpt2-xl (1558M)"; everything else as in
-# GPT_CONFIG_124M. The numbers come from gpt2_weights, the one table of the sizes.
+# GPT_CONFIG_124M. The numbers come from gpt2_sizes, the one table of the sizes.
 GPT2_SIZES: dict[str, dict[str, int]] = {
     GPT2_BOOK_NAMES[size]: dict(dims) for size, dims in GPT2_MODEL_CONFIGS.items()
 }

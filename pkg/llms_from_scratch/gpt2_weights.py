@@ -2,25 +2,59 @@
 
 The four released sizes live on the Hugging Face hub as ``openai-community/gpt2`` (-medium, -large, -xl). Each
 repository holds one ``model.safetensors`` whose tensors use GPT-2's original names (``h.0.attn.c_attn.weight``).
-:func:`load_gpt2_params` fetches such a file through the data layer (checksum, cache, mirror, progress bar) and
-returns its state dict; :func:`load_weights_into_gpt` copies a state dict into a ``GPTModel``.
+The data layer fetches such a file (checksum, cache, mirror, progress bar). Three ways to read it:
 
-The copy is strict in both directions: every model parameter must receive a tensor, every checkpoint tensor must
-be used, and every shape must match. Anything else raises a :class:`CheckpointMismatchError` that names the
-tensor, so a wrong model size or a ``qkv_bias=False`` model fails loudly instead of producing gibberish.
+- :func:`load_gpt2_params` returns its flat state dict of torch tensors;
+- :func:`download_and_load_gpt2` returns the book's ``(settings, params)`` pair, ``params`` being the nested dict
+  of numpy arrays chapter 5 builds (``params["blocks"][0]["attn"]["c_attn"]["w"]``);
+- :func:`load_gpt2_params_from_tf_ckpt` builds the same nested dict from OpenAI's original TensorFlow files.
+
+:func:`load_weights_into_gpt` copies either form into a ``GPTModel`` through the family's one weight map
+(:data:`llms_from_scratch.models.gpt2.BOOK_WEIGHT_MAP`). The copy is strict in both directions: every model
+parameter must receive a tensor, every checkpoint tensor must be used, and every shape must match. Anything else
+raises a :class:`CheckpointMismatchError` that names the tensor, so a wrong model size or a ``qkv_bias=False``
+model fails loudly instead of producing gibberish.
 """
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
-from .data import Asset, fetch, register_asset
+from .data import Asset, fetch_asset, get_asset, gpt2_asset_name
+from .gpt2_sizes import GPT2_BOOK_NAMES, GPT2_HEAD_DIM, GPT2_MODEL_CONFIGS, GPT2_MODEL_SIZES
+from .models.config import ModelConfig
+from .models.gpt2 import BOOK_WEIGHT_MAP, WEIGHT_MAP, make_config
+from .models.weights import WeightMismatchError, convert_to_ours
+from .tf_checkpoint import read_tf_checkpoint
+
+__all__ = [
+    "CONV1D_WEIGHTS",
+    "GPT2_BASE_CONFIG",
+    "GPT2_BOOK_NAMES",
+    "GPT2_MODEL_CONFIGS",
+    "GPT2_MODEL_SIZES",
+    "CheckpointMismatchError",
+    "book_params_to_state_dict",
+    "download_and_load_gpt2",
+    "gpt2_asset",
+    "gpt2_asset_name",
+    "gpt2_config",
+    "load_gpt2_params",
+    "load_gpt2_params_from_tf_ckpt",
+    "load_weights_into_gpt",
+    "state_dict_to_book_params",
+]
 
 # ---------------------------------------------------------------------------------------------------------------
-# Model sizes
+# Model sizes (the table itself lives in gpt2_sizes.py)
 # ---------------------------------------------------------------------------------------------------------------
 
 # What all four released sizes share; the book's GPT_CONFIG_124M differs in two places: OpenAI trained with a
@@ -32,206 +66,219 @@ GPT2_BASE_CONFIG = {
     "qkv_bias": True,        # OpenAI's c_attn has a bias
 }
 
-# Per size: width, depth and heads (the head size is 64 in every one). This is the project's one table of the
-# four sizes: flops.GPT2_SIZES (chapter 4's names) and the pretrain command derive from it.
-GPT2_MODEL_CONFIGS = {
-    "124M": {"emb_dim": 768, "n_layers": 12, "n_heads": 12},
-    "355M": {"emb_dim": 1024, "n_layers": 24, "n_heads": 16},
-    "774M": {"emb_dim": 1280, "n_layers": 36, "n_heads": 20},
-    "1558M": {"emb_dim": 1600, "n_layers": 48, "n_heads": 25},
-}
-
-# The book names the sizes "gpt2-small (124M)" etc. (chapter 4's exercise, chapter 5's model_configs).
-GPT2_BOOK_NAMES = {
-    "124M": "gpt2-small (124M)",
-    "355M": "gpt2-medium (355M)",
-    "774M": "gpt2-large (774M)",
-    "1558M": "gpt2-xl (1558M)",
-}
-
-# The hub repositories of the four sizes.
-_HUB_REPOS = {
-    "124M": "openai-community/gpt2",
-    "355M": "openai-community/gpt2-medium",
-    "774M": "openai-community/gpt2-large",
-    "1558M": "openai-community/gpt2-xl",
-}
+_BY_BOOK_NAME = {book: size for size, book in GPT2_BOOK_NAMES.items()}
 
 
-def gpt2_config(model_size: str) -> dict:
-    """Return the full ``GPTModel`` configuration for an OpenAI GPT-2 size ("124M", "355M", "774M", "1558M")."""
-    if model_size not in GPT2_MODEL_CONFIGS:
-        raise ValueError(f"unknown GPT-2 size {model_size!r}; choose one of {', '.join(GPT2_MODEL_CONFIGS)}")
-    return {**GPT2_BASE_CONFIG, **GPT2_MODEL_CONFIGS[model_size]}
+def gpt2_config(model_size: str, **overrides: Any) -> dict:
+    """The ``GPTModel`` configuration that fits OpenAI's weights of one GPT-2 size.
+
+    ``model_size`` is "124M", "355M", "774M" or "1558M", or the book's name of a size ("gpt2-small (124M)").
+    ``overrides`` replace entries, e.g. ``gpt2_config("124M", drop_rate=0.1)`` for fine-tuning.
+    """
+    size = _BY_BOOK_NAME.get(model_size, model_size)
+    if size not in GPT2_MODEL_CONFIGS:
+        names = ", ".join([*GPT2_MODEL_SIZES, *map(repr, _BY_BOOK_NAME)])
+        raise ValueError(f"unknown GPT-2 size {model_size!r}; choose one of {names}")
+    return {**GPT2_BASE_CONFIG, **GPT2_MODEL_CONFIGS[size], **overrides}
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The checkpoint files, registered with the data layer
+# The checkpoint files (listed, with their checksums, in the data layer's table: data/assets.py)
 # ---------------------------------------------------------------------------------------------------------------
 
-# sha256 = the Hub's Git LFS object id of each file, as the Hub's file pages show it. Sizes are given where a
-# byte-exact figure was published; where it was not, the data layer checks the checksum alone. For 774M and
-# 1558M the Hub's file pages list these object ids with rounded sizes only (3.25 GB, 6.43 GB).
-_CHECKSUMS = {
-    "124M": ("248dfc3911869ec493c76e65bf2fcf7f615828b0254c12b473182f0f81d3a707", 548_105_171),
-    "355M": ("fc5a354a19255ad494f3d71549390baca1ccf61d1d822b9408971705c687c9cd", 1_519_984_962),
-    "774M": ("5f47f3e12f91cd33b662ce7e433b6150ad5512b5884a2cee961b50e9c3bbebce", None),
-    "1558M": ("0f8b28eb05a8075f48b61b6f35332978c74fc7763fa9fb4051a1c30511736a6a", None),
-}
-
-
-def gpt2_asset_name(model_size: str) -> str:
-    """The data-layer name of a size's checkpoint, e.g. ``"gpt2-124M-safetensors"``."""
-    gpt2_config(model_size)  # validates the size
-    return f"gpt2-{model_size}-safetensors"
-
-
-for _size, (_sha, _bytes) in _CHECKSUMS.items():
-    register_asset(Asset(
-        name=f"gpt2-{_size}-safetensors",
-        filename=f"gpt2/{_size}/model.safetensors",
-        urls=(f"https://huggingface.co/{_HUB_REPOS[_size]}/resolve/main/model.safetensors",),
-        sha256=_sha,
-        size=_bytes,
-        license="MIT (openai/gpt-2)",
-        description=f"OpenAI GPT-2 {_size} weights as safetensors ({_HUB_REPOS[_size]})",
-    ))
+def gpt2_asset(model_size: str) -> Asset:
+    """The registered safetensors checkpoint of a size: its file name, URL, checksum and licence."""
+    return get_asset(gpt2_asset_name(model_size))
 
 
 def load_gpt2_params(model_size: str) -> dict[str, torch.Tensor]:
     """Fetch the safetensors file of an OpenAI GPT-2 size and return its state dict (float32 CPU tensors)."""
     from safetensors.torch import load_file
 
-    return load_file(str(fetch(gpt2_asset_name(model_size))))
+    return load_file(str(fetch_asset(gpt2_asset(model_size))))
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Mapping GPT-2's tensor names onto GPTModel's
+# The book's nested params dict <-> GPT-2's flat tensor names
 # ---------------------------------------------------------------------------------------------------------------
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint does not fit a model: a tensor is missing, left over, or has the wrong shape."""
+# OpenAI named a linear layer's weight "w" and a LayerNorm's scale "g" (gain); both are "weight" in the flat names.
+_FLAT_LEAF = {"w": "weight", "g": "weight", "b": "bias"}
+# Prefixes that wrap the same tensors: transformers' save_pretrained writes "transformer.", torch.compile
+# prefixes module names with "_orig_mod.".
+_PREFIXES = ("transformer.", "_orig_mod.", "_orig_mod.transformer.")
 
+
+def book_params_to_state_dict(params: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Flatten the book's nested dict into GPT-2's names: ``blocks[3]["ln_1"]["g"]`` -> ``h.3.ln_1.weight``.
+
+    Keys the book's layout does not have are passed through unchanged, so the loader can name them.
+    """
+    state: dict[str, torch.Tensor] = {}
+
+    def walk(node: Mapping[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, Mapping):
+                walk(value, f"{prefix}{key}.")
+            else:
+                state[f"{prefix}{_FLAT_LEAF.get(key, key)}"] = torch.as_tensor(value)
+
+    for key, value in params.items():
+        if key == "blocks":
+            for i, block in enumerate(value):
+                walk(block, f"h.{i}.")
+        elif key in ("wte", "wpe"):
+            state[f"{key}.weight"] = torch.as_tensor(value)
+        elif key in ("g", "b"):  # the final LayerNorm sits at the top level of the book's dict
+            state[f"ln_f.{_FLAT_LEAF[key]}"] = torch.as_tensor(value)
+        else:
+            state[key] = torch.as_tensor(value)
+    return state
+
+
+def state_dict_to_book_params(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Nest a GPT-2 state dict the book's way, as numpy arrays: ``h.3.ln_1.weight`` -> ``blocks[3]["ln_1"]["g"]``.
+
+    The causal-mask buffers some files carry are dropped, and so is ``lm_head.weight`` when it equals the token
+    embedding (GPT-2 ties them; the book's dict has no place for a separate head).
+    """
+    params: dict[str, Any] = {"blocks": []}
+    head = None
+    for key, value in state.items():
+        name = key.removeprefix("_orig_mod.").removeprefix("transformer.")
+        array = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        parts = name.split(".")
+        if WEIGHT_MAP.is_ignored(name):
+            continue
+        if name == "lm_head.weight":
+            head = array
+        elif name in ("wte.weight", "wpe.weight"):
+            params[parts[0]] = array
+        elif name in ("ln_f.weight", "ln_f.bias"):
+            params["g" if parts[1] == "weight" else "b"] = array
+        elif len(parts) >= 4 and parts[0] == "h" and parts[1].isdigit() and parts[-1] in ("weight", "bias"):
+            layer = int(parts[1])
+            params["blocks"].extend({} for _ in range(layer + 1 - len(params["blocks"])))
+            node = params["blocks"][layer]
+            for part in parts[2:-1]:
+                node = node.setdefault(part, {})
+            leaf = "b" if parts[-1] == "bias" else ("g" if parts[-2].startswith("ln_") else "w")
+            node[leaf] = array
+        else:
+            raise CheckpointMismatchError(f"{key!r} is not a GPT-2 tensor name (expected names like 'h.0.ln_1.weight')")
+    if head is not None and not np.array_equal(head, params.get("wte")):
+        raise CheckpointMismatchError("lm_head.weight differs from wte.weight: not GPT-2's tied output head")
+    return params
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading into GPTModel: the family's weight map, with chapter 4's parameter names
+# ---------------------------------------------------------------------------------------------------------------
+
+# One error class for every checkpoint that does not fit its model; the book-facing name is an alias.
+CheckpointMismatchError = WeightMismatchError
 
 # OpenAI implemented every linear layer as a "Conv1D" that stores its weight as (in, out) and computes x @ W + b.
 # nn.Linear stores (out, in), so these four weights, and only these, are transposed on the way in.
-CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+CONV1D_WEIGHTS = tuple(name.removeprefix("h.{}.") for name, entry in WEIGHT_MAP.entries.items() if entry.transpose)
 
-# Whole-model tensors: checkpoint name -> GPTModel name.
-_GLOBAL_MAP = {
-    "wte.weight": "tok_emb.weight",
-    "wpe.weight": "pos_emb.weight",
-    "ln_f.weight": "final_norm.scale",
-    "ln_f.bias": "final_norm.shift",
-}
-
-# Per-block tensors (``h.{i}.`` in the checkpoint, ``trf_blocks.{i}.`` in GPTModel). c_attn is split below.
-_BLOCK_MAP = {
-    "ln_1.weight": "norm1.scale",
-    "ln_1.bias": "norm1.shift",
-    "ln_2.weight": "norm2.scale",
-    "ln_2.bias": "norm2.shift",
-    "attn.c_proj.weight": "att.out_proj.weight",
-    "attn.c_proj.bias": "att.out_proj.bias",
-    "mlp.c_fc.weight": "ff.layers.0.weight",
-    "mlp.c_fc.bias": "ff.layers.0.bias",
-    "mlp.c_proj.weight": "ff.layers.2.weight",
-    "mlp.c_proj.bias": "ff.layers.2.bias",
-}
-
-# c_attn packs the query, key and value projections side by side along its output dimension: [q | k | v].
-_QKV_TARGETS = ("att.W_query", "att.W_key", "att.W_value")
-
-# Buffers some files carry that hold no learned values (the causal mask), so nothing needs them.
-_IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
-
-# Prefixes that wrap the same tensors: transformers' save_pretrained writes "transformer.", torch.compile
-# prefixes module names with "_orig_mod.".
-_PREFIXES = ("_orig_mod.", "transformer.")
+_HINT = ("Build the model with the configuration that matches the checkpoint "
+         "(gpt2_config(size) for OpenAI's files; note qkv_bias=True and context_length=1024).")
 
 
-def _normalize(params: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Strip layout prefixes and drop the causal-mask buffers, so both hub and save_pretrained files look alike."""
-    out: dict[str, torch.Tensor] = {}
-    for key, value in params.items():
-        name = key
-        for prefix in _PREFIXES:
-            name = name.removeprefix(prefix)
-        if name.startswith("h.") and name.endswith(_IGNORED_SUFFIXES) and name.count(".") == 3:
-            continue
-        if name in out:
-            raise CheckpointMismatchError(f"checkpoint holds {name!r} twice (as {key!r} and another prefix)")
-        out[name] = value
-    return out
+def _config_of(gpt: nn.Module) -> ModelConfig:
+    """The weight map's view of a ``GPTModel``: its depth (which layers to expect) and its sizes (for messages)."""
+    vocab_size, emb_dim = gpt.tok_emb.weight.shape
+    n_heads = getattr(gpt.trf_blocks[0].att, "num_heads", 1) if len(gpt.trf_blocks) else 1
+    return make_config(emb_dim, len(gpt.trf_blocks), n_heads, vocab_size=vocab_size,
+                       context_length=gpt.pos_emb.weight.shape[0])
 
 
-def _convert(params: dict[str, torch.Tensor]) -> dict[str, tuple[str, torch.Tensor]]:
-    """Turn a normalized GPT-2 state dict into {GPTModel name: (source name, tensor)}, transposes applied."""
-    converted: dict[str, tuple[str, torch.Tensor]] = {}
-    for name, tensor in params.items():
-        if name in _GLOBAL_MAP:
-            converted[_GLOBAL_MAP[name]] = (name, tensor)
-            continue
-        if name == "lm_head.weight":
-            converted["out_head.weight"] = (name, tensor)
-            continue
-        parts = name.split(".", 2)  # "h", "3", "attn.c_attn.weight"
-        if len(parts) != 3 or parts[0] != "h" or not parts[1].isdigit():
-            converted[f"<unused>{name}"] = (name, tensor)
-            continue
-        block, suffix = parts[1], parts[2]
-        if suffix in CONV1D_WEIGHTS:
-            tensor = tensor.T
-        if suffix in ("attn.c_attn.weight", "attn.c_attn.bias"):
-            kind = suffix.rsplit(".", 1)[1]
-            # weight after the transpose: (3 * emb_dim, emb_dim); bias: (3 * emb_dim,)
-            if tensor.shape[0] % 3 != 0:
-                raise CheckpointMismatchError(
-                    f"{name}: shape {tuple(params[name].shape)} cannot hold [query | key | value] in equal parts"
-                )
-            for target, part in zip(_QKV_TARGETS, torch.chunk(tensor, 3, dim=0)):
-                converted[f"trf_blocks.{block}.{target}.{kind}"] = (name, part)
-        elif suffix in _BLOCK_MAP:
-            converted[f"trf_blocks.{block}.{_BLOCK_MAP[suffix]}"] = (name, tensor)
-        else:
-            converted[f"<unused>{name}"] = (name, tensor)
-    # GPT-2 ties its output head to the token embedding; files usually omit lm_head.weight for that reason.
-    if "out_head.weight" not in converted and "tok_emb.weight" in converted:
-        converted["out_head.weight"] = converted["tok_emb.weight"]
-    return converted
+def load_weights_into_gpt(gpt: nn.Module, params: Mapping[str, Any]) -> nn.Module:
+    """Copy GPT-2's weights into a ``GPTModel`` in place, and return it.
 
-
-def load_weights_into_gpt(gpt: nn.Module, params: Mapping[str, torch.Tensor]) -> nn.Module:
-    """Copy a GPT-2 state dict (hub layout or ``save_pretrained`` layout) into a ``GPTModel``, in place.
-
-    Checks coverage both ways and every shape before copying anything, so a failed load leaves ``gpt`` as it
-    was. Tensors are copied into the model's existing parameters, keeping their dtype and device.
+    ``params`` is the book's nested dict (from :func:`download_and_load_gpt2` or
+    :func:`load_gpt2_params_from_tf_ckpt`) or a flat state dict in the hub's or ``save_pretrained``'s layout.
+    Everything is checked before anything is copied, so a failed load leaves ``gpt`` as it was. Values are copied
+    into the model's existing parameters, keeping their dtype and device.
     """
-    converted = _convert(_normalize(params))
+    state = book_params_to_state_dict(params) if "blocks" in params else params
     targets = dict(gpt.named_parameters())
-
-    unused = sorted({src for key, (src, _) in converted.items() if key not in targets})  # c_attn maps to 3 keys
-    missing = sorted(key for key in targets if key not in converted)
-    problems = []
-    if missing:
-        problems.append(f"model parameters with no tensor in the checkpoint: {', '.join(missing)}")
-    if unused:
-        problems.append(f"checkpoint tensors the model has no place for: {', '.join(unused)}")
-    for key, (src, tensor) in converted.items():
-        if key in targets and tuple(tensor.shape) != tuple(targets[key].shape):
-            expected = tuple(targets[key].shape)
-            note = " (after the Conv1D transpose)" if src.split(".", 2)[-1] in CONV1D_WEIGHTS else ""
-            problems.append(
-                f"{src} -> {key}: checkpoint shape {tuple(tensor.shape)}{note}, model shape {expected}"
-            )
-    if problems:
-        hint = (
-            "Build the model with the configuration that matches the checkpoint "
-            "(gpt2_config(size) for OpenAI's files; note qkv_bias=True and context_length=1024)."
+    try:
+        tensors = convert_to_ours(
+            list(state), lambda name: torch.as_tensor(state[name]), BOOK_WEIGHT_MAP, _config_of(gpt),
+            {name: p.shape for name, p in targets.items()}, strip_prefixes=_PREFIXES,
+            optional=("out_head.weight",),
+            fresh=True,  # every tensor is copied into a parameter below, so none needs its own memory first
         )
-        raise CheckpointMismatchError("the checkpoint does not fit the model:\n  " + "\n  ".join(problems) + f"\n{hint}")
-
+    except WeightMismatchError as exc:
+        raise CheckpointMismatchError(f"{exc}\n{_HINT}") from None
+    # GPT-2 ties its output head to the token embedding; files usually leave lm_head.weight out for that reason
+    if "out_head.weight" in targets and "out_head.weight" not in tensors:
+        tensors["out_head.weight"] = tensors["tok_emb.weight"]
     with torch.no_grad():
-        for key, (_, tensor) in converted.items():
-            targets[key].copy_(tensor)
+        for name, tensor in tensors.items():
+            targets[name].copy_(tensor)
     return gpt
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The book's entry points
+# ---------------------------------------------------------------------------------------------------------------
+
+def _settings_of(params: Mapping[str, Any]) -> dict[str, int]:
+    """GPT-2's ``hparams.json`` for a nested params dict; heads are 64 wide at every size."""
+    n_vocab, n_embd = params["wte"].shape
+    if n_embd % GPT2_HEAD_DIM:
+        raise CheckpointMismatchError(f"wte is {n_embd} wide, not a multiple of GPT-2's head size {GPT2_HEAD_DIM}")
+    return {"n_vocab": int(n_vocab), "n_ctx": int(params["wpe"].shape[0]), "n_embd": int(n_embd),
+            "n_head": int(n_embd) // GPT2_HEAD_DIM, "n_layer": len(params["blocks"])}
+
+
+def download_and_load_gpt2(model_size: str, models_dir: str | os.PathLike) -> tuple[dict, dict]:
+    """OpenAI's GPT-2 as the book's ``(settings, params)`` pair.
+
+    ``settings`` is GPT-2's ``hparams.json`` (``n_vocab``, ``n_ctx``, ``n_embd``, ``n_head``, ``n_layer``);
+    ``params`` is the nested dict of numpy arrays that :func:`load_weights_into_gpt` reads.
+
+    The book downloads OpenAI's TensorFlow checkpoint into ``models_dir/model_size`` and reads it with TensorFlow.
+    Here the same weights come from the size's safetensors file, fetched by the data layer: checked against its
+    sha256 and kept once, in the data cache (or read in place from ``$LLMS_DATA_MIRROR``), for every chapter and
+    every ``models_dir``. ``models_dir/model_size`` receives ``hparams.json``, the settings file of the book's
+    download. For OpenAI's original files, see :func:`load_gpt2_params_from_tf_ckpt`.
+    """
+    if model_size not in GPT2_MODEL_SIZES:
+        raise ValueError(f"Model size not in {GPT2_MODEL_SIZES}: got {model_size!r}")
+    from safetensors.numpy import load_file
+
+    params = state_dict_to_book_params(load_file(str(fetch_asset(gpt2_asset(model_size)))))
+    settings = _settings_of(params)
+    model_dir = Path(models_dir) / model_size
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "hparams.json").write_text(json.dumps(settings) + "\n", encoding="utf-8")
+    return settings, params
+
+
+def load_gpt2_params_from_tf_ckpt(ckpt_path: str | os.PathLike, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The book's nested params dict from OpenAI's TensorFlow checkpoint (no TensorFlow needed).
+
+    ``ckpt_path`` is the checkpoint prefix (``"gpt2/124M/model.ckpt"``, what ``tf.train.latest_checkpoint``
+    returns), its ``.index`` file or the folder holding it; ``settings`` is the ``hparams.json`` dict. Variables
+    are named ``model/h3/ln_1/g``: the layer becomes ``params["blocks"][3]``, the rest nested keys, and size-1
+    dimensions are squeezed away (OpenAI stored the Conv1D weights as (1, in, out)).
+    """
+    params: dict[str, Any] = {"blocks": [{} for _ in range(settings["n_layer"])]}
+    for name, array in read_tf_checkpoint(ckpt_path).items():
+        if not name.startswith("model/"):
+            continue  # outside the model's scope: step counters or optimizer slots, which inference does not use
+        parts = name.split("/")[1:]
+        node = params
+        if parts[0][:1] == "h" and parts[0][1:].isdigit():
+            layer = int(parts[0][1:])
+            if layer >= len(params["blocks"]):
+                raise CheckpointMismatchError(f"{name}: layer {layer}, but settings['n_layer'] is {settings['n_layer']}")
+            node = params["blocks"][layer]
+        for key in parts[1:-1]:
+            node = node.setdefault(key, {})
+        node[parts[-1]] = np.squeeze(array)
+    return params

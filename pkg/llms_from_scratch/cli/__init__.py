@@ -3,6 +3,10 @@
 Each subcommand lives in its own module of this package and exposes ``register(subparsers)``, which adds
 its parser and sets ``func``. Chapters add subcommands by adding their module name to ``COMMANDS``.
 Modules import heavy libraries (torch) inside their functions so that ``--help`` stays fast.
+
+Exit status: 0 on success, 2 for a wrong command line (argparse's ``parser.error``), 1 when a command fails while
+running, with one ``error: ...`` message on stderr and no traceback (see :mod:`.errors`). No library module
+imports this package.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import importlib
 import sys
 
 from .. import __version__
+from .errors import RUNTIME_ERRORS, UsageError, error_message
 
 COMMANDS = (
     "env",
@@ -37,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(subparsers)
+        # a usage error found while the command runs is reported with this command's usage line
+        subparsers.choices[name].set_defaults(command_parser=subparsers.choices[name])
     return parser
 
 
@@ -46,7 +53,13 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help()
         return 0
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as exc:
+        args.command_parser.error(str(exc))  # prints the usage and the message, exits with status 2
+    except RUNTIME_ERRORS as exc:
+        print(f"error: {error_message(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -18,16 +18,19 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     import torch
 
-    from ..generation import stream
-    from .zoo import TextStream, fail, load_model_and_tokenizer, resolve_device
+    from ..serving.generation import TextStream, stream
+    from .errors import CommandError
+    from .zoo import load_model_and_tokenizer, resolve_device, sampling_from_args
 
+    sampling = sampling_from_args(args)
     device, dtype = resolve_device(args.device, args.dtype)
-    model, tokenizer = load_model_and_tokenizer(args.model, device, dtype)
+    model, tokenizer = load_model_and_tokenizer(args.model, device, dtype, not args.no_autotune)
     if getattr(tokenizer, "chat_format", None) is None:
-        return fail(f"{args.model} is a base model without a chat format; use `generate` instead")
+        raise CommandError(f"{args.model} is a base model without a chat format; use `generate` instead")
     start = [{"role": "system", "content": args.system}] if args.system else []
     messages = list(start)
-    generator = torch.Generator(device=device).manual_seed(args.seed) if args.seed is not None else None
+    # one generator for the whole conversation: a seeded chat is reproducible, yet each turn draws fresh numbers
+    generator = torch.Generator(device=device).manual_seed(sampling.seed) if sampling.seed is not None else None
     interactive = sys.stdin.isatty()
     while True:
         if interactive:
@@ -45,8 +48,7 @@ def _run(args) -> int:
         text = TextStream(tokenizer)
         if interactive:
             print("model> ", end="", flush=True)
-        for token in stream(model, ids, args.max_new_tokens, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p, eos_ids=tokenizer.eos_ids, generator=generator):
+        for token in stream(model, ids, args.max_new_tokens, sampling, eos_ids=tokenizer.eos_ids, generator=generator):
             if int(token[0]) in tokenizer.eos_ids:
                 break
             print(text.push(int(token[0])), end="", flush=True)

@@ -19,20 +19,20 @@ def _run(args) -> int:
 
     from ..models import PRETRAINED, load_gguf, load_meta_llama_checkpoint, save_hf_checkpoint
     from ..models.pretrained import resolve
-    from .zoo import fail
+    from .errors import CommandError
 
     dtype = getattr(torch, args.dtype)
     source = Path(args.source)
     if args.source in PRETRAINED:
         fmt, source = resolve(args.source)
         if fmt == "hf":
-            return fail(f"{args.source} is already a Hugging Face checkpoint at {source}")
+            raise CommandError(f"{args.source} is already a Hugging Face checkpoint at {source}")
     if source.suffix == ".gguf":
         model = load_gguf(source, dtype=dtype)
     elif (source / "params.json").is_file():
         model = load_meta_llama_checkpoint(source, dtype=dtype)
     else:
-        return fail(f"{source} is neither a .gguf file nor a Meta Llama folder with params.json")
+        raise CommandError(f"{source} is neither a .gguf file nor a Meta Llama folder with params.json")
     out = save_hf_checkpoint(model, args.dest)
     print(f"wrote {out} ({model.cfg.family}, {sum(p.numel() for p in model.parameters()):,} parameters)")
     return 0

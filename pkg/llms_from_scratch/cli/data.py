@@ -24,6 +24,7 @@ def _list(args) -> int:
 
 def _fetch(args) -> int:
     from ..data import AssetUnavailableError, fetch, list_assets
+    from .errors import error_message
 
     names = [a.name for a in list_assets()] if args.names == ["all"] else args.names
     failures = 0
@@ -32,7 +33,7 @@ def _fetch(args) -> int:
             print(f"{name}: {fetch(name)}")
         except (KeyError, AssetUnavailableError) as exc:
             failures += 1
-            print(exc.args[0] if exc.args else exc, file=sys.stderr)
+            print(f"error: {error_message(exc)}", file=sys.stderr)
     return 1 if failures else 0
 
 

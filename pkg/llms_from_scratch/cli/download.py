@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("download", help="fetch a pretrained checkpoint (e.g. smollm2-135m-instruct)")
@@ -12,6 +14,7 @@ def register(subparsers) -> None:
 def _run(args) -> int:
     from ..data import AssetUnavailableError
     from ..models.pretrained import PRETRAINED, resolve
+    from .errors import error_message
 
     if not args.names:
         for name, spec in sorted(PRETRAINED.items()):
@@ -22,7 +25,7 @@ def _run(args) -> int:
         try:
             fmt, path = resolve(name)
             print(f"{name}: {path} ({fmt})")
-        except (KeyError, AssetUnavailableError) as exc:
-            print(exc.args[0] if exc.args else exc)
+        except (KeyError, AssetUnavailableError) as exc:  # the other names are still tried
+            print(f"error: {error_message(exc)}", file=sys.stderr)
             status = 1
     return status

@@ -9,6 +9,8 @@ import json
 import os
 import sys
 
+from .errors import non_negative_int, positive_int
+
 LOCAL_JUDGE_NOTE = (
     "note: no --judge-url or $LLMS_JUDGE_URL given, so the judge is {model} served by this project on {url}. "
     "A model this small often ignores the grading instructions: read its scores as a test of the pipeline, and "
@@ -27,12 +29,12 @@ def register(subparsers) -> None:
     parser.add_argument("--judge-model", default=None,
                         help="model name (default: $LLMS_JUDGE_MODEL, else llama3.2 for a given URL and "
                              "smollm2-135m-instruct for the project's own server)")
-    parser.add_argument("--judge-threads", type=int, default=2, help="CPU threads of the project's own server")
-    parser.add_argument("--judge-max-tokens", type=int, default=16, help="longest judge reply, in tokens")
+    parser.add_argument("--judge-threads", type=positive_int, default=2, help="CPU threads of the project's own server")
+    parser.add_argument("--judge-max-tokens", type=positive_int, default=16, help="longest judge reply, in tokens")
     parser.add_argument("--include-task", action="store_true",
                         help="show the judge the instruction too (helps capable judges, confuses tiny ones)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per judge request")
-    parser.add_argument("--retries", type=int, default=2)
+    parser.add_argument("--retries", type=non_negative_int, default=2)
     parser.add_argument("--no-judge", action="store_true", help="report only the metrics that need no judge")
     parser.set_defaults(func=_run)
 
@@ -44,13 +46,13 @@ def _run(args) -> int:
         with open(args.responses, encoding="utf-8") as f:
             entries = json.load(f)
     except (OSError, json.JSONDecodeError) as exc:
-        print(f"cannot read {args.responses}: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: cannot read {args.responses}: {exc}", file=sys.stderr)
+        return 1
     missing = [i for i, e in enumerate(entries) if args.response_key not in e or "output" not in e]
     if missing:
-        print(f"{args.responses}: entries {missing[:5]} lack 'output' or {args.response_key!r}; "
+        print(f"error: {args.responses}: entries {missing[:5]} lack 'output' or {args.response_key!r}; "
               f"pass --response-key to name the response field", file=sys.stderr)
-        return 2
+        return 1
 
     metrics = judge_free_metrics(entries, args.response_key)
     print(f"ROUGE-L (mean over {metrics['n']} responses): {metrics['rouge_l']:.4f}")
@@ -62,7 +64,7 @@ def _run(args) -> int:
     if url:
         return _judge(entries, args, url, args.judge_model)
 
-    from ..background_server import DEFAULT_JUDGE, ServerStartError, serve_in_background
+    from ..serving.background_server import DEFAULT_JUDGE, ServerStartError, serve_in_background
 
     model = args.judge_model or DEFAULT_JUDGE
     try:
@@ -70,7 +72,7 @@ def _run(args) -> int:
             print(LOCAL_JUDGE_NOTE.format(model=model, url=server.url), flush=True)
             return _judge(entries, args, server.url, model)
     except ServerStartError as exc:
-        print(f"could not start the local judge: {exc}", file=sys.stderr)
+        print(f"error: could not start the local judge: {exc}", file=sys.stderr)
         return 1
 
 
@@ -82,14 +84,15 @@ def _judge(entries, args, url: str, model: str | None) -> int:
         client = JudgeClient(timeout=args.timeout, retries=args.retries, **settings)
         judgements = judge_responses(entries, client, args.response_key, args.judge_max_tokens, args.include_task)
     except (JudgeError, ValueError) as exc:
-        print(f"judge failed: {exc}", file=sys.stderr)
+        print(f"error: judge failed: {exc}", file=sys.stderr)
         return 1
     summary = summarize_scores([j.score for j in judgements])
     unparsed = f"; {summary['unparsed']} unparsed (no integer 0-100 in the reply), left out of the mean" \
         if summary["unparsed"] else ""
     if summary["mean"] is None:
         example = next(j.reply for j in judgements)
-        print(f"judge {client.model!r}: no reply contained a score (first reply: {example!r})", file=sys.stderr)
+        print(f"error: judge {client.model!r}: no reply contained a score (first reply: {example!r})",
+              file=sys.stderr)
         return 1
     print(f"judge {client.model!r}: average score {summary['mean']:.2f} over {summary['parsed']} of "
           f"{len(judgements)} responses{unparsed}")

@@ -1,11 +1,14 @@
-"""``llms-from-scratch generate``: continue a prompt with a pretrained checkpoint or an OpenAI GPT-2 size.
+"""``llms-from-scratch generate``: continue a prompt with a zoo model, a pretrained checkpoint or an OpenAI GPT-2 size.
 
 Sources are separate functions returning ``(model, tokenizer)`` so that more model families can be added here.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+
+from .zoo import GPT2_SIZES, add_model_arguments, add_sampling_arguments
 
 
 def register(subparsers) -> None:
@@ -16,21 +19,70 @@ def register(subparsers) -> None:
                     "with --checkpoint a checkpoint written by `llms-from-scratch pretrain`; with --gpt2 one of "
                     "OpenAI's GPT-2 sizes loaded into the chapter-4 GPTModel.",
     )
-    from ..generation import add_generate_arguments
-
-    add_generate_arguments(parser)  # -p/--prompt, -m/--model, --device, --dtype, sampling, --stream, --benchmark
+    add_generate_arguments(parser)
     book = parser.add_mutually_exclusive_group()
     book.add_argument("--checkpoint", help="a checkpoint.pth written by `llms-from-scratch pretrain`")
-    book.add_argument("--gpt2", choices=["124M", "355M", "774M", "1558M"], help="OpenAI's GPT-2 weights (chapter 5)")
+    book.add_argument("--gpt2", choices=GPT2_SIZES, help="OpenAI's GPT-2 weights (chapter 5)")
     parser.set_defaults(func=run)
+
+
+def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``generate`` for zoo models: -p/--prompt, -m/--model, --device, --dtype, sampling, --stream,
+    --benchmark (see :func:`cli_generate`)."""
+    parser.add_argument("-p", "--prompt", required=True, help="the prompt (instruct models get their chat format)")
+    add_model_arguments(parser)
+    add_sampling_arguments(parser)
+    parser.add_argument("--stream", action="store_true", help="print tokens as they are generated")
+    parser.add_argument("--benchmark", action="store_true", help="print tokens/second to stderr")
+
+
+def run(args) -> int:
+    if not (args.checkpoint or args.gpt2):
+        return cli_generate(args)
+    return run_book_model(args)
+
+
+def cli_generate(args: argparse.Namespace) -> int:
+    """``llms-from-scratch generate -m MODEL -p PROMPT``: print the generated text to stdout."""
+    import time
+
+    import torch
+
+    from ..serving.generation import TextStream, stream
+    from .zoo import load_model_and_tokenizer, prompt_ids, resolve_device, sampling_from_args
+
+    sampling = sampling_from_args(args)
+    device, dtype = resolve_device(args.device, args.dtype)
+    model, tokenizer = load_model_and_tokenizer(args.model, device, dtype, not args.no_autotune)
+    ids = torch.tensor([prompt_ids(tokenizer, [{"role": "user", "content": args.prompt}])], device=device)
+    text_stream = TextStream(tokenizer)
+    n_new = 0
+    start = time.perf_counter()
+    for token in stream(model, ids, args.max_new_tokens, sampling, eos_ids=tokenizer.eos_ids):
+        token_id = int(token[0])
+        if token_id in tokenizer.eos_ids:
+            break
+        n_new += 1
+        piece = text_stream.push(token_id)
+        if args.stream and piece:
+            print(piece, end="", flush=True)
+    elapsed = time.perf_counter() - start
+    if args.stream:
+        print()
+    else:
+        print(tokenizer.decode(text_stream.ids, skip_special=True))
+    if args.benchmark:
+        print(f"{n_new} tokens in {elapsed:.2f} s: {n_new / elapsed:.1f} tokens/s "
+              f"(prompt {ids.shape[1]} tokens, {device.type}, {str(dtype).removeprefix('torch.')})", file=sys.stderr)
+    return 0
 
 
 def load_from_checkpoint(path: str):
     import torch
 
     from ..ch04 import GPTModel
-    from ..checkpoints import load_checkpoint
     from ..data import gpt2_encoding
+    from ..training.checkpoints import load_checkpoint
 
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     if "config" not in checkpoint:
@@ -50,28 +102,17 @@ def load_gpt2(size: str):
     return model, gpt2_encoding()
 
 
-def run(args) -> int:
-    if not (args.checkpoint or args.gpt2):
-        from ..generation import cli_generate
-
-        return cli_generate(args)
-    return run_book_model(args)
-
-
-def run_book_model(args) -> int:
+def run_book_model(args: argparse.Namespace) -> int:
     """Generate with the chapter-4 ``GPTModel`` and chapter 5's ``generate``."""
     import torch
 
     from ..ch05 import generate, text_to_token_ids, token_ids_to_text
-    from ..data import AssetUnavailableError
+    from .zoo import resolve_device, sampling_from_args
 
-    try:
-        model, tokenizer = load_from_checkpoint(args.checkpoint) if args.checkpoint else load_gpt2(args.gpt2)
-    except (FileNotFoundError, AssetUnavailableError, ValueError) as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    device = "cpu" if args.device == "auto" else args.device
-    model.to(device).eval()
+    sampling_from_args(args)  # the same checks as for zoo models (chapter 5's generate has no seed argument)
+    device, dtype = resolve_device(args.device, args.dtype)
+    model, tokenizer = load_from_checkpoint(args.checkpoint) if args.checkpoint else load_gpt2(args.gpt2)
+    model.to(device=device, dtype=dtype).eval()
     torch.manual_seed(123 if args.seed is None else args.seed)
     idx = text_to_token_ids(args.prompt, tokenizer).to(device)
     out = generate(model, idx, args.max_new_tokens, model.pos_emb.num_embeddings, temperature=args.temperature,

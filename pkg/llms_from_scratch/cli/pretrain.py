@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from .errors import UsageError, positive_int
+from .zoo import DEVICE_HELP, GPT2_SIZES
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="a text file, or a folder whose *.txt files form the corpus")
     parser.add_argument("--out-dir", required=True, help="folder for tokens.bin, checkpoint.pth and loss.png")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="124M", choices=["124M", "355M", "774M", "1558M"],
+    model.add_argument("--model", default="124M", choices=GPT2_SIZES,
                        help="GPT-2 size to start from (default 124M)")
     model.add_argument("--context-length", type=int, default=256)
     model.add_argument("--emb-dim", type=int, help="override the size's width")
@@ -16,10 +19,10 @@ def add_arguments(parser) -> None:
     model.add_argument("--drop-rate", type=float, default=0.1)
     run = parser.add_argument_group("training")
     length = run.add_mutually_exclusive_group(required=True)
-    length.add_argument("--steps", type=int, help="optimizer steps")
+    length.add_argument("--steps", type=positive_int, help="optimizer steps")
     length.add_argument("--epochs", type=float, help="passes over the training tokens (fractions allowed)")
-    run.add_argument("--batch-size", type=int, default=8, help="windows per micro-batch")
-    run.add_argument("--grad-accum-steps", type=int, default=1, help="micro-batches per optimizer step")
+    run.add_argument("--batch-size", type=positive_int, default=8, help="windows per micro-batch")
+    run.add_argument("--grad-accum-steps", type=positive_int, default=1, help="micro-batches per optimizer step")
     run.add_argument("--learning-rate", type=float, default=4e-4, help="peak learning rate")
     run.add_argument("--initial-lr", type=float, default=1e-5, help="learning rate at the start of warmup")
     run.add_argument("--min-lr", type=float, default=1e-5, help="learning rate at the end of the cosine decay")
@@ -34,9 +37,9 @@ def add_arguments(parser) -> None:
                           "with the output head fused into it, faster and without the logits matrix)")
     run.add_argument("--seed", type=int, default=123)
     run.add_argument("--val-fraction", type=float, default=0.1, help="share of the tokens held out (the end)")
-    run.add_argument("--eval-interval", type=int, default=50, help="steps between evaluations and checkpoints")
-    run.add_argument("--eval-iters", type=int, default=5, help="validation batches per evaluation")
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps, ...")
+    run.add_argument("--eval-interval", type=positive_int, default=50, help="steps between evaluations and checkpoints")
+    run.add_argument("--eval-iters", type=positive_int, default=5, help="validation batches per evaluation")
+    run.add_argument("--device", default="auto", help=DEVICE_HELP)
     run.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pth")
     run.add_argument("--stop-at-step", type=int, help="end this session at this step (save, then --resume later)")
     run.add_argument("--sample-prompt", default="Every effort moves you")
@@ -56,11 +59,17 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..pretrain import PretrainArgs, pretrain
+    from ..training.pretrain import PretrainArgs, model_config, pretrain
 
-    options = {k: v for k, v in vars(args).items() if k != "func"}
+    options = {k: v for k, v in vars(args).items() if k not in ("func", "command_parser")}
     if options["max_norm"] == 0:
         options["max_norm"] = None
+    if args.epochs is not None and args.epochs <= 0:
+        raise UsageError(f"--epochs must be positive, got {args.epochs}")
+    try:
+        model_config(PretrainArgs(**options))  # the model options fit together (emb_dim divisible by n_heads)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     result = pretrain(PretrainArgs(**options))
     print(f"{result['steps']} steps, {result['tokens_seen']:,} tokens in {result['seconds']:.1f} s "
           f"({result['tokens_seen'] / max(result['seconds'], 1e-9):,.0f} tokens/s this session)")

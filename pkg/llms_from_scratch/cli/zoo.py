@@ -1,40 +1,63 @@
-"""Shared pieces of the model-zoo commands (generate, chat, serve): model arguments and loading."""
+"""Shared pieces of the model-zoo commands (generate, chat, serve): model and sampling options, and loading."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ..gpt2_sizes import GPT2_MODEL_SIZES as GPT2_SIZES  # the one table of sizes; it imports nothing
+from .errors import CommandError, UsageError, positive_int
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICE_HELP = ("cpu, cuda, cuda:1, mps or auto (default): the first of CUDA, Apple MPS and the CPU that is "
+               "available, for every model source")
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default="smollm2-135m-instruct",
                         help="a downloadable checkpoint name (default: smollm2-135m-instruct), a .gguf file, or a "
                              "checkpoint folder (Hugging Face, or Meta's params.json layout)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, mps or auto (default)")
+    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
     parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="weight dtype; auto = bfloat16 on GPUs that support it, else float32")
+    parser.add_argument("--no-autotune", action="store_true",
+                        help="decode with plain matrix products instead of the kernels measured fastest on this "
+                             "CPU (the measurement runs once per machine and model, then is read from the cache)")
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--max-new-tokens", type=int, default=256, help="most tokens to generate (default 256)")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=256,
+                        help="most tokens to generate (default 256)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     parser.add_argument("--top-p", type=float, default=None, help="sample from the smallest set with this mass")
     parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
 
 
+def sampling_from_args(args: argparse.Namespace):
+    """The :class:`~llms_from_scratch.serving.generation.SamplingParams` the options ask for; a value it
+    rejects (``--top-p 1.5``) is a usage error."""
+    from ..serving.generation import SamplingParams
+
+    try:
+        return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
+    except ValueError as exc:
+        raise UsageError(f"--{str(exc).replace('_', '-')}") from None
+
+
 def resolve_device(device: str, dtype: str):
+    """``(torch.device, torch.dtype)`` for the ``--device`` and ``--dtype`` options (see :data:`DEVICE_HELP`)."""
     import torch
 
     from ..device import pick_device
 
     auto_device, auto_dtype = pick_device(verbose=False)
-    dev = auto_device if device == "auto" else torch.device(device)
+    try:
+        dev = auto_device if device == "auto" else torch.device(device)
+    except RuntimeError as exc:  # torch's message names the string it could not parse
+        raise UsageError(f"--device: {exc}") from None
     if dtype == "auto":
         dt = auto_dtype if dev.type == auto_device.type else torch.float32
     else:
@@ -43,13 +66,15 @@ def resolve_device(device: str, dtype: str):
 
 
 @lru_cache(maxsize=1)
-def load_model_and_tokenizer(model: str, device: Any = "cpu", dtype: Any = None) -> tuple[Any, Any]:
-    """Model and tokenizer for ``model`` (name, .gguf file or folder), the weights laid out for decoding one
-    sequence at a time (what generate, chat and serve do); the last one stays loaded."""
+def load_model_and_tokenizer(model: str, device: Any = "cpu", dtype: Any = None,
+                             autotune: bool = True) -> tuple[Any, Any]:
+    """Model and tokenizer for ``model`` (name, .gguf file or folder), set up for decoding one sequence at a time
+    (what generate, chat and serve do) with the kernels measured fastest here, or plain with ``autotune=False``;
+    the last one stays loaded."""
     from ..nn import prepare_for_decoding
 
     model_, tokenizer = _load_model_and_tokenizer(model, device, dtype)
-    return prepare_for_decoding(model_, batch_size=1), tokenizer
+    return prepare_for_decoding(model_, batch_size=1, autotune=autotune), tokenizer
 
 
 def _load_model_and_tokenizer(model: str, device: Any, dtype: Any) -> tuple[Any, Any]:
@@ -77,12 +102,12 @@ def _load_model_and_tokenizer(model: str, device: Any, dtype: Any) -> tuple[Any,
         try:  # the tokenizer first: a folder it cannot serve fails before gigabytes of weights are read
             tokenizer = folder_tokenizer(path, "llama" if meta else read_hf_config(path).family)
         except ValueError as exc:  # UnsupportedTokenizerError, or a tokenizer file that fails its checks
-            raise SystemExit(str(exc)) from None
+            raise CommandError(str(exc)) from None
         if meta:
             return load_meta_llama_checkpoint(path, dtype=dtype, device=device), tokenizer
         return load_hf_checkpoint(path, dtype=dtype, device=device), tokenizer
     names = ", ".join(sorted(PRETRAINED))
-    raise SystemExit(f"unknown model {model!r}: give one of {names}, a .gguf file or a checkpoint folder")
+    raise CommandError(f"unknown model {model!r}: give one of {names}, a .gguf file or a checkpoint folder")
 
 
 def prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
@@ -92,25 +117,3 @@ def prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
     text = messages[-1]["content"]
     bos = getattr(tokenizer, "bos_id", None) is not None
     return tokenizer.encode(text, bos=bos)
-
-
-class TextStream:
-    """Turns a stream of token ids into text pieces, holding back incomplete UTF-8 characters."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self.tokenizer = tokenizer
-        self.ids: list[int] = []
-        self.sent = 0
-
-    def push(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special=True)
-        if text.endswith("\ufffd"):  # the character continues in the next token
-            return ""
-        piece, self.sent = text[self.sent:], len(text)
-        return piece
-
-
-def fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return 2

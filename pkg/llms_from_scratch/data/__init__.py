@@ -4,10 +4,12 @@
 >>> text = fetch("the-verdict").read_text(encoding="utf-8")
 
 Sources are tried in order: the cache (``$LLMS_CACHE_DIR`` or the user cache folder), a local mirror
-(``$LLMS_DATA_MIRROR``, for offline machines), then the canonical URL and any backups.
+(``$LLMS_DATA_MIRROR``, for offline machines), then the canonical URL and any backups. Every file the package
+knows is listed in one table, :data:`ASSETS` (``data/assets.py``).
 """
 
-from . import model_assets  # noqa: F401,E402  (registers the model zoo's assets)
+from .asset import Asset
+from .assets import ASSETS, gpt2_asset_name
 from .download import (
     CACHE_ENV,
     MIRROR_ENV,
@@ -18,10 +20,11 @@ from .download import (
     mirror_dir,
     sha256_of,
 )
-from .registry import Asset, get_asset, list_assets, register_asset
+from .registry import get_asset, list_assets, register_asset
 from .tokenizer import gpt2_encoding
 
 __all__ = [
+    "ASSETS",
     "CACHE_ENV",
     "MIRROR_ENV",
     "Asset",
@@ -30,6 +33,7 @@ __all__ = [
     "fetch",
     "fetch_asset",
     "get_asset",
+    "gpt2_asset_name",
     "gpt2_encoding",
     "list_assets",
     "mirror_dir",

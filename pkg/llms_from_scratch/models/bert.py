@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import ModelConfig, register_config
-from .family import Family, register_family
+from .config import ModelConfig
+from .encoder import EncoderMLM
+from .family import Family
 from .weights import WeightMap
 
 
@@ -23,10 +24,16 @@ def bert_config(emb_dim: int, n_layers: int, n_heads: int, vocab_size: int = 305
     )
 
 
-BERT_BASE_UNCASED = register_config("bert-base-uncased", bert_config(768, 12, 12))
-BERT_BASE_CASED = register_config("bert-base-cased", bert_config(768, 12, 12, vocab_size=28996))
-BERT_LARGE_UNCASED = register_config("bert-large-uncased", bert_config(1024, 24, 16))
-ALL_MINILM_L6_V2 = register_config("all-minilm-l6-v2", bert_config(384, 6, 12).replace(hidden_dim=1536))
+BERT_BASE_UNCASED = bert_config(768, 12, 12)
+BERT_BASE_CASED = bert_config(768, 12, 12, vocab_size=28996)
+BERT_LARGE_UNCASED = bert_config(1024, 24, 16)
+ALL_MINILM_L6_V2 = bert_config(384, 6, 12).replace(hidden_dim=1536)
+CONFIGS = {
+    "bert-base-uncased": BERT_BASE_UNCASED,
+    "bert-base-cased": BERT_BASE_CASED,
+    "bert-large-uncased": BERT_LARGE_UNCASED,
+    "all-minilm-l6-v2": ALL_MINILM_L6_V2,
+}
 
 _L = "encoder.layer.{}"
 _B = "trf_blocks.{}"
@@ -102,7 +109,8 @@ def to_hf_config(cfg: ModelConfig) -> dict[str, Any]:
     }
 
 
-FAMILY = register_family(Family(
+FAMILY = Family(
     name="bert", model_types=("bert",), weight_map=WEIGHT_MAP, from_hf_config=from_hf_config,
     to_hf_config=to_hf_config, strip_prefixes=("bert.",), save_prefix="bert.", export_map=EXPORT_MAP,
-))
+    configs=CONFIGS, model_class=EncoderMLM,
+)

@@ -9,6 +9,7 @@ from ..nn import (
     FeedForward,
     GroupedQueryAttention,
     KVCache,
+    KVCacheBase,
     LayerNorm,
     MoEFeedForward,
     MultiHeadLatentAttention,
@@ -57,7 +58,7 @@ def make_attention(cfg: ModelConfig, layer: int) -> nn.Module:
 
 def make_cache(
     cfg: ModelConfig, batch_size: int, max_length: int, *, dtype: torch.dtype, device: torch.device | str
-) -> KVCache:
+) -> KVCacheBase:
     """The KV cache a model with ``cfg`` needs for ``batch_size`` rows of up to ``max_length`` tokens.
 
     * latent attention caches one latent (``kv_lora_rank``) and one shared RoPE key per token;

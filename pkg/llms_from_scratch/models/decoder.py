@@ -1,8 +1,9 @@
-"""The one decoder-only language model that GPT-2, Llama 2/3, SmolLM2 and Qwen3 all are.
+"""The one decoder-only language model that every decoder family of the zoo is (GPT-2, Llama 2/3, SmolLM2,
+Qwen1, Qwen3, Qwen3-MoE, Mistral, DeepSeek-V3; ``models/families.py`` lists them).
 
 The families differ only in choices the config spells out: learned positions or RoPE, LayerNorm or RMSNorm,
-GELU MLP or SwiGLU, biases, QK-norm, grouped key/value heads, a sliding window, tied input/output embeddings.
-The forward pass is the same pre-norm residual stack for all of them.
+GELU MLP, SwiGLU or a mixture of experts, grouped-query or latent attention, biases, QK-norm, sliding windows,
+tied input/output embeddings. The forward pass is the same pre-norm residual stack for all of them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..nn import KVCache, RotaryEmbedding, build_attention_mask
+from ..nn import KVCacheBase, RotaryEmbedding, build_attention_mask
 from .blocks import make_attention, make_cache, make_ffn, make_norm
 from .config import ModelConfig
 
@@ -52,7 +53,7 @@ class DecoderLM(nn.Module):
         if self.cfg.tie_embeddings:
             self.out_head.weight = self.tok_emb.weight
 
-    def new_cache(self, batch_size: int, max_length: int) -> KVCache:
+    def new_cache(self, batch_size: int, max_length: int) -> KVCacheBase:
         """An empty KV cache for ``batch_size`` rows of up to ``max_length`` tokens, on the model's device."""
         p = self.tok_emb.weight
         return make_cache(self.cfg, batch_size, max_length, dtype=p.dtype, device=p.device)
@@ -61,7 +62,7 @@ class DecoderLM(nn.Module):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        cache: KVCache | None = None,
+        cache: KVCacheBase | None = None,
         last_token_only: bool = False,
     ) -> torch.Tensor:
         """``input_ids`` (batch, tokens) -> logits (batch, tokens, vocab_size).

@@ -12,7 +12,7 @@ What is distinctive (each piece is a shared block; this file only configures and
 
 ``q_lora_rank=None`` gives the DeepSeek-V2-Lite-style single query projection. The multi-token-prediction
 layer stored after the last layer (``model.layers.61.*``) is not used by the main model and is skipped here;
-``mtp.load_mtp`` reads it and ``save_hf_checkpoint(model, folder, mtp=...)`` writes it back.
+``mtp.load_mtp`` reads it and ``save_hf_checkpoint(model, folder, extras=[mtp])`` writes it back.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from ..nn.mla import MLAConfig
 from ..nn.moe import MoEConfig
 from ..nn.rope import RopeScaling
 from .checkpoint_hooks import check_expert_count, dequantize_fp8_blocks
-from .config import ModelConfig, register_config
-from .family import Family, register_family
+from .config import ModelConfig
+from .family import Family
 from .hf_config import rope_from_hf, rope_to_hf, token_ids_from_hf
 from .weights import WeightMap
 
-DEEPSEEK_V3 = register_config("deepseek-v3", ModelConfig(
+DEEPSEEK_V3 = ModelConfig(
     family="deepseek", vocab_size=129280, context_length=163840, emb_dim=7168, n_layers=61, n_heads=128,
     head_dim=192, hidden_dim=18432, norm="rmsnorm", norm_eps=1e-6, ffn="swiglu", rope_base=10_000.0,
     rope_scaling=RopeScaling("yarn", factor=40.0, original_context_length=4096, beta_fast=32.0, beta_slow=1.0,
@@ -39,8 +39,8 @@ DEEPSEEK_V3 = register_config("deepseek-v3", ModelConfig(
                   n_groups=8, topk_groups=4, routed_scaling=2.5, n_shared_experts=1, correction_bias=True,
                   first_dense_layers=3),
     extra=(("bos_token_id", 0), ("eos_token_id", 1), ("fp8_block_size", (128, 128))),
-))
-register_config("deepseek-v3-base", DEEPSEEK_V3)
+)
+CONFIGS = {"deepseek-v3": DEEPSEEK_V3, "deepseek-v3-base": DEEPSEEK_V3}
 
 _B = "trf_blocks.{}"
 _L = "model.layers.{}"
@@ -129,7 +129,7 @@ def to_hf_config(cfg: ModelConfig) -> dict[str, Any]:
         "routed_scaling_factor": moe.routed_scaling, "n_shared_experts": moe.n_shared_experts,
         "norm_topk_prob": moe.norm_topk_prob, "first_k_dense_replace": moe.first_dense_layers,
         "scoring_func": "sigmoid", "topk_method": "noaux_tc", "moe_layer_freq": 1, **rope,
-        "num_nextn_predict_layers": 0,  # save_hf_checkpoint(..., mtp=...) writes 1 with the MTP layer
+        "num_nextn_predict_layers": 0,  # save_hf_checkpoint(..., extras=[mtp]) writes 1 with the MTP layer
     }
     out.update({k: v for k, v in cfg.extra if k != "fp8_block_size"})  # weights are exported dequantized
     return out
@@ -143,7 +143,7 @@ def prepare_checkpoint(names, get_tensor, cfg: ModelConfig):
     return dequantize_fp8_blocks(names, get_tensor, cfg)
 
 
-FAMILY = register_family(Family(
+FAMILY = Family(
     name="deepseek", model_types=("deepseek_v3",), weight_map=WEIGHT_MAP, from_hf_config=from_hf_config,
-    to_hf_config=to_hf_config, prepare_checkpoint=prepare_checkpoint,
-))
+    to_hf_config=to_hf_config, prepare_checkpoint=prepare_checkpoint, configs=CONFIGS,
+)

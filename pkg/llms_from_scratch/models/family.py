@@ -1,12 +1,19 @@
-"""What the loader needs to know about a family: its weight map and how to read/write ``config.json``."""
+"""What the zoo knows about one model family: its named configs, its weight map and its ``config.json`` readers.
+
+Each family file (``gpt2.py``, ``llama.py`` ...) builds one :class:`Family` named ``FAMILY``;
+:mod:`.families` lists them all. Nothing is registered by importing a family file.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from torch import nn
+
 from .config import ModelConfig
+from .decoder import DecoderLM
 from .weights import WeightMap
 
 
@@ -23,34 +30,17 @@ class Family:
     # optional hook run on the checkpoint before mapping: (names, get_tensor, config) -> (names, get_tensor);
     # it may check consistency (expert counts) or rewrite tensors (DeepSeek's FP8 block dequantization)
     prepare_checkpoint: Callable[..., tuple[list[str], Callable[[str], Any]]] | None = None
+    # the official sizes under exact lower-case names, e.g. {"qwen3-0.6b": ModelConfig(...)}
+    configs: Mapping[str, ModelConfig] = field(default_factory=dict)
+    model_class: Callable[..., nn.Module] = DecoderLM  # what build_model makes from a config (BERT: EncoderMLM)
+
+    def __post_init__(self) -> None:
+        for name, cfg in self.configs.items():
+            if name != name.lower():
+                raise ValueError(f"model names are lower case; family {self.name!r} lists {name!r}")
+            if cfg.family != self.name:
+                raise ValueError(f"{name!r} is listed by family {self.name!r} but its config says {cfg.family!r}")
 
     @property
     def save_map(self) -> WeightMap:
         return self.export_map or self.weight_map
-
-
-_FAMILIES: dict[str, Family] = {}
-
-
-def register_family(family: Family) -> Family:
-    _FAMILIES[family.name] = family
-    return family
-
-
-def get_family(name: str) -> Family:
-    from .config import _load_families
-
-    _load_families()
-    return _FAMILIES[name]
-
-
-def family_for_model_type(model_type: str) -> Family:
-    from .config import _load_families
-
-    _load_families()
-    for family in _FAMILIES.values():
-        if model_type in family.model_types:
-            return family
-    known = sorted(t for f in _FAMILIES.values() for t in f.model_types)
-    raise ValueError(f"config.json has model_type {model_type!r}, which this package does not support; "
-                     f"supported: {', '.join(known)}")

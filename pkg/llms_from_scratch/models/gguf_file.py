@@ -9,15 +9,16 @@ permutes them back to the split-half order used here and by Hugging Face.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..files.gguf import cached_reader as _cached_reader  # noqa: F401  (the old name; measure_memory.py reads it)
+from ..files.gguf import gguf_field, open_gguf
+from .checkpoint_io import check_device_dtype, expected_shapes, load_state_dict_into, tied_names
 from .config import ModelConfig
-from .loading import _expected_shapes, _tied_names, build_model, check_device_dtype, load_state_dict_into
+from .loading import build_model
 from .weights import Rename, WeightMap, convert_to_ours
 
 _B = "trf_blocks.{}"
@@ -44,39 +45,15 @@ def _gguf_map(permute_qk: bool, qk_norm: bool) -> WeightMap:
     return WeightMap(entries, ignore=(r"rope_freqs\.weight",))
 
 
-def _field(reader: Any, key: str, default: Any = None) -> Any:
-    field = reader.fields.get(key)
-    return default if field is None else field.contents()
-
-
-def open_gguf(path: str | os.PathLike) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"GGUF file {path} does not exist")
-    stat = path.stat()
-    return _cached_reader(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
-@lru_cache(maxsize=2)
-def _cached_reader(path: str, mtime_ns: int, size: int) -> Any:
-    # parsing the metadata of a GGUF file takes seconds (one numpy view per token string); the model and
-    # the tokenizer read the same file, so they share one reader
-    try:
-        import gguf
-    except ImportError:
-        raise ImportError("reading GGUF files needs the 'gguf' package: pip install gguf") from None
-    return gguf.GGUFReader(path)
-
-
 def read_gguf_config(path: str | os.PathLike, reader: Any = None) -> ModelConfig:
     """The :class:`ModelConfig` stored in a GGUF file's metadata (``llama`` and ``qwen3`` architectures)."""
     reader = reader or open_gguf(path)
-    arch = _field(reader, "general.architecture")
+    arch = gguf_field(reader, "general.architecture")
     if arch not in ("llama", "qwen3"):
         raise ValueError(f"GGUF architecture {arch!r} is not supported (supported: llama, qwen3)")
 
     def meta(key: str, default: Any = None) -> Any:
-        return _field(reader, f"{arch}.{key}", default)
+        return gguf_field(reader, f"{arch}.{key}", default)
 
     n_heads = int(meta("attention.head_count"))
     emb_dim = int(meta("embedding_length"))
@@ -84,8 +61,8 @@ def read_gguf_config(path: str | os.PathLike, reader: Any = None) -> ModelConfig
     names = {t.name for t in reader.tensors}
     vocab = meta("vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
     token_ids = tuple(
-        (f"{k}_token_id", int(_field(reader, f"tokenizer.ggml.{k}_token_id")))
-        for k in ("bos", "eos", "pad") if _field(reader, f"tokenizer.ggml.{k}_token_id") is not None
+        (f"{k}_token_id", int(gguf_field(reader, f"tokenizer.ggml.{k}_token_id")))
+        for k in ("bos", "eos", "pad") if gguf_field(reader, f"tokenizer.ggml.{k}_token_id") is not None
     )
     return ModelConfig(
         family="qwen3" if arch == "qwen3" else "llama", vocab_size=int(vocab),
@@ -120,6 +97,6 @@ def load_gguf(
         return torch.from_numpy(np.ascontiguousarray(values)).to(dtype)
 
     wmap = _gguf_map(permute_qk=cfg.family == "llama", qk_norm=cfg.qk_norm)
-    state = convert_to_ours(tensors, get_tensor, wmap, cfg, _expected_shapes(model), shared=_tied_names(model),
+    state = convert_to_ours(tensors, get_tensor, wmap, cfg, expected_shapes(model), shared=tied_names(model),
                             fresh=True)  # dequantized arrays are new memory already
     return load_state_dict_into(model, state).to(device).eval()

@@ -1,34 +1,47 @@
 """GPT-2 (OpenAI, 2019): the book's model. Learned positions, LayerNorm with bias, tanh-GELU MLP, biases on
 every projection, multi-head attention, output head tied to the token embedding.
 
+The zoo's configs come from the project's one table of OpenAI's four sizes (``gpt2_sizes.py``). :data:`WEIGHT_MAP` is the one mapping of GPT-2's tensor names; chapter 5's loader uses it as
+:data:`BOOK_WEIGHT_MAP`, the same map with chapter 4's parameter names.
+
 Checkpoint quirk: OpenAI's ``Conv1D`` stores weights as (in, out), and ``c_attn`` holds the query, key and
 value projections side by side, so the map splits and transposes it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from .config import ModelConfig, register_config
-from .family import Family, register_family
+from ..gpt2_sizes import GPT2_MODEL_CONFIGS
+from .config import ModelConfig
+from .family import Family
 from .weights import Rename, Split, WeightMap
 
+GPT2_VOCAB_SIZE = 50257
+GPT2_CONTEXT_LENGTH = 1024
 
-def gpt2_config(emb_dim: int, n_layers: int, n_heads: int) -> ModelConfig:
+
+def make_config(emb_dim: int, n_layers: int, n_heads: int, *, vocab_size: int = GPT2_VOCAB_SIZE,
+                context_length: int = GPT2_CONTEXT_LENGTH) -> ModelConfig:
+    """The zoo's :class:`ModelConfig` of a GPT-2 with these dimensions (OpenAI's vocabulary and context by default)."""
     return ModelConfig(
-        family="gpt2", vocab_size=50257, context_length=1024, emb_dim=emb_dim, n_layers=n_layers,
+        family="gpt2", vocab_size=vocab_size, context_length=context_length, emb_dim=emb_dim, n_layers=n_layers,
         n_heads=n_heads, hidden_dim=4 * emb_dim, norm="layernorm", norm_eps=1e-5, ffn="gelu_tanh",
         learned_pos_emb=True, qkv_bias=True, out_bias=True, ffn_bias=True, tie_embeddings=True,
         extra=(("bos_token_id", 50256), ("eos_token_id", 50256)),
     )
 
 
-GPT2_124M = register_config("gpt2-124m", gpt2_config(768, 12, 12))
-GPT2_355M = register_config("gpt2-355m", gpt2_config(1024, 24, 16))
-GPT2_774M = register_config("gpt2-774m", gpt2_config(1280, 36, 20))
-GPT2_1558M = register_config("gpt2-1558m", gpt2_config(1600, 48, 25))
+GPT2_124M = make_config(**GPT2_MODEL_CONFIGS["124M"])
+GPT2_355M = make_config(**GPT2_MODEL_CONFIGS["355M"])
+GPT2_774M = make_config(**GPT2_MODEL_CONFIGS["774M"])
+GPT2_1558M = make_config(**GPT2_MODEL_CONFIGS["1558M"])
+CONFIGS = {"gpt2-124m": GPT2_124M, "gpt2-355m": GPT2_355M, "gpt2-774m": GPT2_774M, "gpt2-1558m": GPT2_1558M}
 
 _B = "trf_blocks.{}"
+# causal-mask buffers that old checkpoints stored
+_IGNORE = (r"h\.\d+\.attn\.(masked_)?bias",)
 WEIGHT_MAP = WeightMap(
     {
         "wte.weight": "tok_emb.weight",
@@ -50,9 +63,28 @@ WEIGHT_MAP = WeightMap(
         "ln_f.bias": "final_norm.shift",
         "lm_head.weight": "out_head.weight",
     },
-    # causal-mask buffers that old checkpoints stored
-    ignore=(r"h\.\d+\.attn\.(masked_)?bias",),
+    ignore=_IGNORE,
 )
+
+# Chapter 4's GPTModel keeps its feed-forward layers in an nn.Sequential (Linear, GELU, Linear), so PyTorch
+# names them by position; every other parameter name is the zoo's. The book's map is the same table with
+# those two names swapped, so there is one mapping to read and to fix.
+_BOOK_NAMES = {".ff.fc1.": ".ff.layers.0.", ".ff.fc2.": ".ff.layers.2."}
+
+
+def _book_name(name: str) -> str:
+    for zoo, book in _BOOK_NAMES.items():
+        name = name.replace(zoo, book)
+    return name
+
+
+def _book_entry(entry: Rename | Split) -> Rename | Split:
+    if isinstance(entry, Split):
+        return dataclasses.replace(entry, ours=tuple(_book_name(o) for o in entry.ours))
+    return dataclasses.replace(entry, ours=_book_name(entry.ours))
+
+
+BOOK_WEIGHT_MAP = WeightMap({hf: _book_entry(e) for hf, e in WEIGHT_MAP.entries.items()}, ignore=_IGNORE)
 
 
 def from_hf_config(c: dict[str, Any]) -> ModelConfig:
@@ -77,7 +109,7 @@ def to_hf_config(cfg: ModelConfig) -> dict[str, Any]:
     }
 
 
-FAMILY = register_family(Family(
+FAMILY = Family(
     name="gpt2", model_types=("gpt2",), weight_map=WEIGHT_MAP, from_hf_config=from_hf_config,
-    to_hf_config=to_hf_config, strip_prefixes=("transformer.",), save_prefix="transformer.",
-))
+    to_hf_config=to_hf_config, strip_prefixes=("transformer.",), save_prefix="transformer.", configs=CONFIGS,
+)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..nn.rope import RopeScaling
-from .config import ModelConfig, register_config
-from .family import Family, register_family
+from .config import ModelConfig
+from .family import Family
 from .hf_config import llama_like_to_hf, rope_from_hf, token_ids_from_hf
 from .weights import WeightMap
 
@@ -28,39 +28,53 @@ def _llama3_scaling(factor: float) -> RopeScaling:
     return RopeScaling("llama3", factor=factor, original_context_length=8192, low_freq_factor=1.0, high_freq_factor=4.0)
 
 
-LLAMA2_7B = register_config("llama2-7b", llama_config(
+LLAMA2_7B = llama_config(
     vocab_size=32000, context_length=4096, emb_dim=4096, n_layers=32, n_heads=32, n_kv_groups=32,
     hidden_dim=11008, rope_base=10_000.0, extra=(("bos_token_id", 1), ("eos_token_id", 2)),
-))
-LLAMA3_8B = register_config("llama3-8b", llama_config(
+)
+LLAMA3_8B = llama_config(
     vocab_size=128256, context_length=8192, emb_dim=4096, n_layers=32, n_heads=32, n_kv_groups=8,
     hidden_dim=14336, rope_base=500_000.0, extra=LLAMA3_TOKENS,
-))
-LLAMA3_1_8B = register_config("llama3.1-8b", LLAMA3_8B.replace(context_length=131072, rope_scaling=_llama3_scaling(8.0)))
-LLAMA3_2_1B = register_config("llama3.2-1b", llama_config(
+)
+LLAMA3_1_8B = LLAMA3_8B.replace(context_length=131072, rope_scaling=_llama3_scaling(8.0))
+LLAMA3_2_1B = llama_config(
     vocab_size=128256, context_length=131072, emb_dim=2048, n_layers=16, n_heads=32, n_kv_groups=8, head_dim=64,
     hidden_dim=8192, rope_base=500_000.0, rope_scaling=_llama3_scaling(32.0), tie_embeddings=True,
     extra=LLAMA3_TOKENS,
-))
-LLAMA3_2_3B = register_config("llama3.2-3b", LLAMA3_2_1B.replace(
+)
+LLAMA3_2_3B = LLAMA3_2_1B.replace(
     emb_dim=3072, n_layers=28, n_heads=24, head_dim=128,
-))
-for _name, _cfg in [("llama3-8b-instruct", LLAMA3_8B), ("llama3.1-8b-instruct", LLAMA3_1_8B),
-                    ("llama3.2-1b-instruct", LLAMA3_2_1B), ("llama3.2-3b-instruct", LLAMA3_2_3B)]:
-    register_config(_name, _cfg)
+)
 
 _SMOLLM2_TOKENS = (("bos_token_id", 1), ("eos_token_id", 2))
-SMOLLM2_135M = register_config("smollm2-135m", llama_config(
+SMOLLM2_135M = llama_config(
     vocab_size=49152, context_length=8192, emb_dim=576, n_layers=30, n_heads=9, n_kv_groups=3, hidden_dim=1536,
     rope_base=100_000.0, tie_embeddings=True, extra=(("bos_token_id", 0), ("eos_token_id", 0)),
-))
-SMOLLM2_135M_INSTRUCT = register_config("smollm2-135m-instruct", SMOLLM2_135M.replace(extra=_SMOLLM2_TOKENS))
-SMOLLM2_360M = register_config("smollm2-360m", SMOLLM2_135M.replace(
-    emb_dim=960, n_layers=32, n_heads=15, n_kv_groups=5, hidden_dim=2560))
-SMOLLM2_1_7B = register_config("smollm2-1.7b", SMOLLM2_135M.replace(
-    emb_dim=2048, n_layers=24, n_heads=32, n_kv_groups=32, hidden_dim=8192, rope_base=130_000.0))
-register_config("smollm2-360m-instruct", SMOLLM2_360M.replace(extra=_SMOLLM2_TOKENS))
-register_config("smollm2-1.7b-instruct", SMOLLM2_1_7B.replace(extra=_SMOLLM2_TOKENS))
+)
+SMOLLM2_135M_INSTRUCT = SMOLLM2_135M.replace(extra=_SMOLLM2_TOKENS)
+SMOLLM2_360M = SMOLLM2_135M.replace(
+    emb_dim=960, n_layers=32, n_heads=15, n_kv_groups=5, hidden_dim=2560)
+SMOLLM2_1_7B = SMOLLM2_135M.replace(
+    emb_dim=2048, n_layers=24, n_heads=32, n_kv_groups=32, hidden_dim=8192, rope_base=130_000.0)
+
+CONFIGS = {
+    "llama2-7b": LLAMA2_7B,
+    "llama3-8b": LLAMA3_8B,
+    "llama3.1-8b": LLAMA3_1_8B,
+    "llama3.2-1b": LLAMA3_2_1B,
+    "llama3.2-3b": LLAMA3_2_3B,
+    # the instruct checkpoints share the architecture (the chat format comes with the tokenizer)
+    "llama3-8b-instruct": LLAMA3_8B,
+    "llama3.1-8b-instruct": LLAMA3_1_8B,
+    "llama3.2-1b-instruct": LLAMA3_2_1B,
+    "llama3.2-3b-instruct": LLAMA3_2_3B,
+    "smollm2-135m": SMOLLM2_135M,
+    "smollm2-135m-instruct": SMOLLM2_135M_INSTRUCT,
+    "smollm2-360m": SMOLLM2_360M,
+    "smollm2-360m-instruct": SMOLLM2_360M.replace(extra=_SMOLLM2_TOKENS),
+    "smollm2-1.7b": SMOLLM2_1_7B,
+    "smollm2-1.7b-instruct": SMOLLM2_1_7B.replace(extra=_SMOLLM2_TOKENS),
+}
 
 _B = "trf_blocks.{}"
 WEIGHT_MAP = WeightMap({
@@ -106,7 +120,7 @@ def _attention_bias_entries() -> dict[str, str]:
 
 WEIGHT_MAP.entries.update(WeightMap(_attention_bias_entries()).entries)
 
-FAMILY = register_family(Family(
+FAMILY = Family(
     name="llama", model_types=("llama",), weight_map=WEIGHT_MAP, from_hf_config=from_hf_config,
-    to_hf_config=to_hf_config,
-))
+    to_hf_config=to_hf_config, configs=CONFIGS,
+)

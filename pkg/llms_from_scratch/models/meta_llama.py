@@ -13,9 +13,10 @@ from pathlib import Path
 import torch
 
 from ..nn.rope import RopeScaling
+from .checkpoint_io import atomic_path, check_device_dtype, expected_shapes, load_state_dict_into, tied_names
 from .config import ModelConfig
 from .llama import llama_config
-from .loading import _atomic_path, _expected_shapes, _tied_names, build_model, check_device_dtype, load_state_dict_into
+from .loading import build_model
 from .weights import Rename, WeightMap, convert_to_hf, convert_to_ours
 
 _B = "trf_blocks.{}"
@@ -80,8 +81,8 @@ def load_meta_llama_checkpoint(
     def get_tensor(name: str) -> torch.Tensor:
         return raw[name].to(dtype) if dtype is not None else raw[name]
 
-    state = convert_to_ours(raw, get_tensor, META_WEIGHT_MAP, cfg, _expected_shapes(model),
-                            shared=_tied_names(model))
+    state = convert_to_ours(raw, get_tensor, META_WEIGHT_MAP, cfg, expected_shapes(model),
+                            shared=tied_names(model))
     return load_state_dict_into(model, state).to(device).eval()
 
 
@@ -91,7 +92,7 @@ def save_meta_llama_checkpoint(model: torch.nn.Module, folder: str | os.PathLike
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tensors = convert_to_hf(model.state_dict(), META_WEIGHT_MAP, cfg)
-    with _atomic_path(folder / "consolidated.00.pth") as tmp:
+    with atomic_path(folder / "consolidated.00.pth") as tmp:
         torch.save(tensors, tmp)
     params = {"dim": cfg.emb_dim, "n_layers": cfg.n_layers, "n_heads": cfg.n_heads,
               "n_kv_heads": cfg.resolved_kv_groups, "vocab_size": cfg.vocab_size, "norm_eps": cfg.norm_eps,
@@ -100,6 +101,6 @@ def save_meta_llama_checkpoint(model: torch.nn.Module, folder: str | os.PathLike
               "multiple_of": cfg.hidden_dim, "ffn_dim_multiplier": cfg.hidden_dim / int(8 * cfg.emb_dim / 3)}
     if cfg.rope_scaling is not None:
         params["rope_scaling_factor"] = cfg.rope_scaling.factor
-    with _atomic_path(folder / "params.json") as tmp:
+    with atomic_path(folder / "params.json") as tmp:
         tmp.write_text(json.dumps(params), encoding="utf-8")
     return folder

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import ModelConfig, register_config
-from .family import Family, register_family
+from .config import ModelConfig
+from .family import Family
 from .hf_config import llama_like_to_hf, rope_from_hf, token_ids_from_hf
 from .llama import WEIGHT_MAP as LLAMA_WEIGHT_MAP
 
@@ -29,12 +29,17 @@ def mistral_config(**kw: Any) -> ModelConfig:
     return ModelConfig(**{**defaults, **kw})
 
 
-MISTRAL_7B_V0_1 = register_config("mistral-7b-v0.1", mistral_config(rope_base=10_000.0, sliding_window=4096))
-register_config("mistral-7b-instruct-v0.1", MISTRAL_7B_V0_1)
-MISTRAL_7B_INSTRUCT_V0_2 = register_config("mistral-7b-instruct-v0.2", mistral_config(rope_base=1_000_000.0))
-MISTRAL_7B_INSTRUCT_V0_3 = register_config("mistral-7b-instruct-v0.3", mistral_config(
-    rope_base=1_000_000.0, vocab_size=32768))
-register_config("mistral-7b-v0.3", MISTRAL_7B_INSTRUCT_V0_3)
+MISTRAL_7B_V0_1 = mistral_config(rope_base=10_000.0, sliding_window=4096)
+MISTRAL_7B_INSTRUCT_V0_2 = mistral_config(rope_base=1_000_000.0)
+MISTRAL_7B_INSTRUCT_V0_3 = mistral_config(
+    rope_base=1_000_000.0, vocab_size=32768)
+CONFIGS = {
+    "mistral-7b-v0.1": MISTRAL_7B_V0_1,
+    "mistral-7b-instruct-v0.1": MISTRAL_7B_V0_1,
+    "mistral-7b-instruct-v0.2": MISTRAL_7B_INSTRUCT_V0_2,
+    "mistral-7b-v0.3": MISTRAL_7B_INSTRUCT_V0_3,
+    "mistral-7b-instruct-v0.3": MISTRAL_7B_INSTRUCT_V0_3,
+}
 
 
 def from_hf_config(c: dict[str, Any]) -> ModelConfig:
@@ -60,7 +65,7 @@ def to_hf_config(cfg: ModelConfig) -> dict[str, Any]:
     return out
 
 
-FAMILY = register_family(Family(
+FAMILY = Family(
     name="mistral", model_types=("mistral",), weight_map=LLAMA_WEIGHT_MAP, from_hf_config=from_hf_config,
-    to_hf_config=to_hf_config,
-))
+    to_hf_config=to_hf_config, configs=CONFIGS,
+)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,12 +28,23 @@ from torch import nn
 from ..nn import RotaryEmbedding, build_attention_mask
 from .blocks import make_cache, make_norm
 from .checkpoint_hooks import dequantize_fp8_blocks
+from .checkpoint_io import (
+    cast_state,
+    checkpoint_fp32_names,
+    fp32_names,
+    open_safetensors,
+    safetensors_files,
+    tensor_reader,
+)
 from .config import ModelConfig
 from .decoder import DecoderLM, TransformerBlock
+from .deepseek import WEIGHT_MAP
 from .weights import WeightMap, WeightMismatchError, convert_to_hf, convert_to_ours
 
 
 class MultiTokenPredictor(nn.Module):
+    """DeepSeek-V3's MTP layer; ``save_hf_checkpoint(model, folder, extras=[mtp])`` stores it with the model."""
+
     def __init__(self, cfg: ModelConfig, tok_emb: nn.Embedding, out_head: nn.Linear) -> None:
         super().__init__()
         self.cfg = cfg
@@ -65,6 +77,17 @@ class MultiTokenPredictor(nn.Module):
         x = self.block(x, mask, self.rope(positions, x.dtype), cache)
         return out_head(self.final_norm(x))
 
+    # the loader's CheckpointExtra protocol (models/loading.py)
+    def hf_tensors(self, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+        return mtp_hf_tensors(self, dtype=dtype)
+
+    def hf_config_updates(self) -> dict[str, Any]:
+        return {"num_nextn_predict_layers": 1}
+
+    def check_belongs_to(self, model: nn.Module) -> None:
+        if getattr(model, "cfg", None) != self.cfg:
+            raise ValueError("this multi-token-prediction module was built for another config than the model's")
+
 
 def mtp_weight_map(cfg: ModelConfig, main_map: WeightMap) -> WeightMap:
     """Checkpoint names of the MTP layer (index ``n_layers``) -> this module's names."""
@@ -88,12 +111,9 @@ def _shared_names(cfg: ModelConfig) -> dict[str, str]:
 
 def load_mtp(path: str | os.PathLike, model: DecoderLM, *, dtype: torch.dtype | None = None) -> MultiTokenPredictor:
     """Load the MTP layer stored in a DeepSeek-V3 checkpoint folder, sharing ``model``'s embedding and head."""
-    from .deepseek import WEIGHT_MAP
-    from .loading import _safetensors_files, checkpoint_fp32_names, open_safetensors, tensor_reader
-
     cfg = model.cfg
     prefix = f"model.layers.{cfg.n_layers}."
-    handles = {n: h for n, h in open_safetensors(_safetensors_files(Path(path))).items()
+    handles = {n: h for n, h in open_safetensors(safetensors_files(Path(path))).items()
                if n.startswith(prefix)}
     if not handles:
         raise WeightMismatchError(f"{path} holds no multi-token-prediction layer ({prefix}*)")
@@ -118,9 +138,6 @@ def load_mtp(path: str | os.PathLike, model: DecoderLM, *, dtype: torch.dtype | 
 def mtp_hf_tensors(mtp: MultiTokenPredictor, *, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
     """The MTP layer as checkpoint tensors (with the duplicated embedding and head that DeepSeek's files hold);
     ``dtype`` converts floating tensors except those kept in float32 (the correction bias)."""
-    from .deepseek import WEIGHT_MAP
-    from .loading import cast_state, fp32_names
-
     cfg = mtp.cfg
     tok_emb, out_head = mtp._shared
     state = {k: v.detach() for k, v in mtp.state_dict().items()}

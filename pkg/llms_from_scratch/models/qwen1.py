@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import ModelConfig, register_config
-from .family import Family, register_family
+from .config import ModelConfig
+from .family import Family
 from .hf_config import token_ids_from_hf
 from .weights import Split, WeightMap
 
@@ -35,10 +35,11 @@ def qwen1_config(emb_dim: int, n_layers: int, n_heads: int, hidden_dim: int, seq
 
 
 # hidden_dim is the MLP width: half of config.json's intermediate_size
-QWEN1_1_8B = register_config("qwen1-1.8b", qwen1_config(2048, 24, 16, 5504, seq_length=8192, max_pos=8192))
-QWEN1_7B = register_config("qwen1-7b", qwen1_config(4096, 32, 32, 11008, seq_length=8192, max_pos=32768))
-QWEN1_14B = register_config("qwen1-14b", qwen1_config(5120, 40, 40, 13696, seq_length=2048, max_pos=8192,
-                                                      vocab_size=152064))
+QWEN1_1_8B = qwen1_config(2048, 24, 16, 5504, seq_length=8192, max_pos=8192)
+QWEN1_7B = qwen1_config(4096, 32, 32, 11008, seq_length=8192, max_pos=32768)
+QWEN1_14B = qwen1_config(5120, 40, 40, 13696, seq_length=2048, max_pos=8192,
+                                                      vocab_size=152064)
+CONFIGS = {"qwen1-1.8b": QWEN1_1_8B, "qwen1-7b": QWEN1_7B, "qwen1-14b": QWEN1_14B}
 
 _B = "trf_blocks.{}"
 _H = "transformer.h.{}"
@@ -93,7 +94,7 @@ def to_hf_config(cfg: ModelConfig) -> dict[str, Any]:
     return out
 
 
-FAMILY = register_family(Family(
+FAMILY = Family(
     name="qwen1", model_types=("qwen",), weight_map=WEIGHT_MAP, from_hf_config=from_hf_config,
-    to_hf_config=to_hf_config,
-))
+    to_hf_config=to_hf_config, configs=CONFIGS,
+)

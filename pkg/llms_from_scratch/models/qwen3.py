@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import ModelConfig, register_config
-from .family import Family, register_family
+from .config import ModelConfig
+from .family import Family
 from .hf_config import llama_like_to_hf, rope_from_hf, token_ids_from_hf
 from .llama import WEIGHT_MAP as LLAMA_WEIGHT_MAP
 from .weights import WeightMap
@@ -26,17 +26,21 @@ def qwen3_config(emb_dim: int, n_layers: int, n_heads: int, hidden_dim: int, tie
     )
 
 
-QWEN3_0_6B = register_config("qwen3-0.6b", qwen3_config(1024, 28, 16, 3072, tie=True))
-QWEN3_1_7B = register_config("qwen3-1.7b", qwen3_config(2048, 28, 16, 6144, tie=True))
-QWEN3_4B = register_config("qwen3-4b", qwen3_config(2560, 36, 32, 9728, tie=True))
-QWEN3_8B = register_config("qwen3-8b", qwen3_config(4096, 36, 32, 12288, tie=False))
-QWEN3_14B = register_config("qwen3-14b", qwen3_config(5120, 40, 40, 17408, tie=False))
-QWEN3_32B = register_config("qwen3-32b", qwen3_config(5120, 64, 64, 25600, tie=False))
-# the -Base checkpoints: same architecture, 32k context, end-of-text as eos
-for _name, _cfg in [("qwen3-0.6b", QWEN3_0_6B), ("qwen3-1.7b", QWEN3_1_7B), ("qwen3-4b", QWEN3_4B),
-                    ("qwen3-8b", QWEN3_8B), ("qwen3-14b", QWEN3_14B)]:
-    register_config(f"{_name}-base", _cfg.replace(
-        context_length=32768, extra=(("bos_token_id", 151643), ("eos_token_id", 151643))))
+QWEN3_0_6B = qwen3_config(1024, 28, 16, 3072, tie=True)
+QWEN3_1_7B = qwen3_config(2048, 28, 16, 6144, tie=True)
+QWEN3_4B = qwen3_config(2560, 36, 32, 9728, tie=True)
+QWEN3_8B = qwen3_config(4096, 36, 32, 12288, tie=False)
+QWEN3_14B = qwen3_config(5120, 40, 40, 17408, tie=False)
+QWEN3_32B = qwen3_config(5120, 64, 64, 25600, tie=False)
+_SIZES = {"qwen3-0.6b": QWEN3_0_6B, "qwen3-1.7b": QWEN3_1_7B, "qwen3-4b": QWEN3_4B, "qwen3-8b": QWEN3_8B,
+          "qwen3-14b": QWEN3_14B, "qwen3-32b": QWEN3_32B}
+_BASE_TOKENS = (("bos_token_id", 151643), ("eos_token_id", 151643))
+CONFIGS = {
+    **_SIZES,
+    # the -Base checkpoints (all but 32B): same architecture, 32k context, end-of-text as eos
+    **{f"{name}-base": cfg.replace(context_length=32768, extra=_BASE_TOKENS)
+       for name, cfg in _SIZES.items() if name != "qwen3-32b"},
+}
 
 _B = "trf_blocks.{}"
 WEIGHT_MAP = WeightMap({
@@ -76,7 +80,7 @@ def to_hf_config(cfg: ModelConfig) -> dict[str, Any]:
     return out
 
 
-FAMILY = register_family(Family(
+FAMILY = Family(
     name="qwen3", model_types=("qwen3",), weight_map=WEIGHT_MAP, from_hf_config=from_hf_config,
-    to_hf_config=to_hf_config,
-))
+    to_hf_config=to_hf_config, configs=CONFIGS,
+)

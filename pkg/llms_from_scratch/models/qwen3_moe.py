@@ -12,8 +12,8 @@ from typing import Any
 
 from ..nn.moe import MoEConfig
 from .checkpoint_hooks import check_expert_count
-from .config import ModelConfig, register_config
-from .family import Family, register_family
+from .config import ModelConfig
+from .family import Family
 from .hf_config import llama_like_to_hf
 from .qwen3 import WEIGHT_MAP as QWEN3_WEIGHT_MAP
 from .qwen3 import from_hf_config as qwen3_from_hf_config
@@ -31,8 +31,9 @@ def qwen3_moe_config(emb_dim: int, n_layers: int, n_heads: int, hidden_dim: int,
     )
 
 
-QWEN3_30B_A3B = register_config("qwen3-30b-a3b", qwen3_moe_config(2048, 48, 32, 6144, 768))
-QWEN3_235B_A22B = register_config("qwen3-235b-a22b", qwen3_moe_config(4096, 94, 64, 12288, 1536))
+QWEN3_30B_A3B = qwen3_moe_config(2048, 48, 32, 6144, 768)
+QWEN3_235B_A22B = qwen3_moe_config(4096, 94, 64, 12288, 1536)
+CONFIGS = {"qwen3-30b-a3b": QWEN3_30B_A3B, "qwen3-235b-a22b": QWEN3_235B_A22B}
 
 _B = "trf_blocks.{}"
 _EXPERT = "model.layers.{}.mlp.experts.{e}"
@@ -68,7 +69,7 @@ def to_hf_config(cfg: ModelConfig) -> dict[str, Any]:
     return out
 
 
-FAMILY = register_family(Family(
+FAMILY = Family(
     name="qwen3_moe", model_types=("qwen3_moe",), weight_map=WEIGHT_MAP, from_hf_config=from_hf_config,
-    to_hf_config=to_hf_config, prepare_checkpoint=check_expert_count,
-))
+    to_hf_config=to_hf_config, prepare_checkpoint=check_expert_count, configs=CONFIGS,
+)

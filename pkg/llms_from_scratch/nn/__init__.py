@@ -5,10 +5,11 @@ Nothing in here knows a model's name: a family is a configuration that picks amo
 """
 
 from .attention import GroupedQueryAttention, build_attention_mask
-from .decode_layout import FusedProjection, prepare_for_decoding
+from .autotune import prepare_for_decoding, tune_decoding
+from .decode_layout import DecodePlan, build_decoding_model
 from .ffn import FeedForward, SwiGLU
-from .head_loss import head_cross_entropy, lm_loss
-from .kv_cache import KVCache
+from .head_loss import head_cross_entropy
+from .kv_cache import KVCache, KVCacheBase
 from .mla import MLAConfig, MultiHeadLatentAttention
 from .moe import MoEConfig, MoEFeedForward, load_balancing_loss
 from .norms import LayerNorm, RMSNorm
@@ -16,10 +17,11 @@ from .ring_kv_cache import RingKVCache
 from .rope import RopeScaling, RotaryEmbedding, apply_rope, rope_inv_freq
 
 __all__ = [
+    "DecodePlan",
     "FeedForward",
-    "FusedProjection",
     "GroupedQueryAttention",
     "KVCache",
+    "KVCacheBase",
     "LayerNorm",
     "MLAConfig",
     "MoEConfig",
@@ -32,9 +34,10 @@ __all__ = [
     "SwiGLU",
     "apply_rope",
     "build_attention_mask",
+    "build_decoding_model",
     "head_cross_entropy",
-    "lm_loss",
     "load_balancing_loss",
     "prepare_for_decoding",
     "rope_inv_freq",
+    "tune_decoding",
 ]

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .decode_layout import FusedProjection, set_fused
 from .kv_cache import KVCache
 from .norms import RMSNorm
 from .rope import apply_rope
@@ -87,14 +86,6 @@ class GroupedQueryAttention(nn.Module):
             self.k_norm = RMSNorm(head_dim, eps=qk_norm_eps)
         else:
             self.q_norm = self.k_norm = None
-        self.fused_qkv: FusedProjection | None = None
-
-    def fusable_linears(self) -> list[nn.Linear]:
-        return [self.W_query, self.W_key, self.W_value]
-
-    def fuse_projections(self, enabled: bool = True) -> None:
-        """Compute q, k and v with one matrix product when decoding (see :mod:`.decode_layout`)."""
-        self.fused_qkv = set_fused(self.fused_qkv, self.fusable_linears(), enabled)
 
     def forward(
         self,
@@ -110,10 +101,7 @@ class GroupedQueryAttention(nn.Module):
         these tokens (or, with one query token, everything in the cache).
         """
         b, t, _ = x.shape
-        if self.fused_qkv is not None and self.fused_qkv.usable():
-            q, k, v = self.fused_qkv(x)
-        else:
-            q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
         # (batch, tokens, heads * head_dim) -> (batch, heads, tokens, head_dim)
         q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.n_kv_groups, self.head_dim).transpose(1, 2)

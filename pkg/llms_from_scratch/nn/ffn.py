@@ -6,8 +6,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .decode_layout import FusedProjection, set_fused
-
 _ACTIVATIONS = {
     "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # GPT-2's "gelu_new"
     "gelu": F.gelu,  # exact erf form (BERT)
@@ -39,18 +37,6 @@ class SwiGLU(nn.Module):
         self.fc1 = nn.Linear(emb_dim, hidden_dim, bias=bias)
         self.fc2 = nn.Linear(emb_dim, hidden_dim, bias=bias)
         self.fc3 = nn.Linear(hidden_dim, emb_dim, bias=bias)
-        self.fused_gate_up: FusedProjection | None = None
-
-    def fusable_linears(self) -> list[nn.Linear]:
-        return [self.fc1, self.fc2]
-
-    def fuse_projections(self, enabled: bool = True) -> None:
-        """Compute the gate and up projections with one matrix product when decoding (see :mod:`.decode_layout`)."""
-        self.fused_gate_up = set_fused(self.fused_gate_up, self.fusable_linears(), enabled)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused_gate_up is not None and self.fused_gate_up.usable():
-            gate, up = self.fused_gate_up(x)
-        else:
-            gate, up = self.fc1(x), self.fc2(x)
-        return self.fc3(F.silu(gate) * up)
+        return self.fc3(F.silu(self.fc1(x)) * self.fc2(x))

@@ -2,10 +2,12 @@
 
 Chapter 5 computes the training loss as ``F.cross_entropy(model(x).flatten(0, 1), y.flatten())``. For GPT-2's
 vocabulary that materialises a ``(batch * tokens, 50257)`` logits matrix, and autograd adds three more of the
-same size: the log-softmax output, the zero-filled gradient of the loss and the gradient of the log-softmax (about
-205 MB each at batch 4 x 256 in fp32). On a CPU, much of the cost of those four is writing fresh memory.
+same size: the log-softmax output, the zero-filled gradient of the loss and the gradient of the log-softmax. On a
+CPU, much of the cost of those four is writing fresh memory.
 
-``head_cross_entropy`` computes the same mean loss, and its gradients, one block of rows at a time:
+``head_cross_entropy(hidden, weight, bias, targets)`` takes the model's final hidden states (what the output
+head receives) and the head's weight and bias, and computes the same mean loss, and its gradients, one block of
+rows at a time:
 
     for each chunk of rows:  logits = h @ W.T + b                  (rows, vocab): at most CHUNK_BYTES
                              loss  += logsumexp(logits) - logits[target]
@@ -14,25 +16,17 @@ same size: the log-softmax output, the zero-filled gradient of the loss and the 
 
 so the backward pass has nothing left to do but hand the stored gradients on. The arithmetic is that of the
 ordinary path (the same matrix products, split by rows), so results agree to float rounding
-(``tests/test_head_loss.py`` checks loss and gradients against ``F.cross_entropy``). On the 2-core CPU of
-``ch05/10_llm-training-speed`` it made a whole training step of a 6-layer, 384-wide GPT 1.09-1.26x faster in
-fp32 and 1.5-1.7x in bf16, and lowered its peak memory by about 300 MB; the README there has the measurements.
+(``tests/test_head_loss.py`` checks loss and gradients against ``F.cross_entropy``). What it gains in speed and
+memory is measured in ``ch05/10_llm-training-speed/README.md``.
 
-``lm_loss(model, inputs, targets)`` applies it to a chapter-4 ``GPTModel`` (or any model whose last module is a
-linear ``out_head``): it runs the model with the head switched off, then the head and the loss chunk by chunk.
+The function knows no model: the training loop gets the hidden states from its model and passes the head's
+parameters (``llms_from_scratch.training.fused_loss`` does this for chapter 4's ``GPTModel``).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-
-from ..checkpoints import unwrap_model
-from .decode_layout import decode_linear
 
 # rows per chunk are chosen so that one chunk of fp32 logits stays under this size: glibc hands blocks this
 # small back out of its heap instead of mapping fresh pages for each one (its mmap threshold tops out at 32 MiB)
@@ -81,8 +75,7 @@ class _HeadCrossEntropy(torch.autograd.Function):
                 if bias is not None:
                     z += bias
             else:
-                # oneDNN's kernel: about 1.6x MKL's for this row-major weight on CPUs (see decode_layout)
-                z = decode_linear(h, w, bias)  # (r, vocab)
+                z = F.linear(h, w, bias)  # (r, vocab)
 
             # loss = logsumexp(z) - z[target], with the row maximum taken out so exp cannot overflow
             target_logit = z.gather(1, t)  # (r, 1)
@@ -102,7 +95,7 @@ class _HeadCrossEntropy(torch.autograd.Function):
                 grad_hidden[start:stop] = torch.mm(g, w)
             if need_w and low_precision:
                 # bf16 products summed in fp32, one block of the vocabulary at a time: a whole (vocab, emb_dim)
-                # product would be a fresh 38 MB buffer per chunk (measured 2.7x slower than 4096-row blocks)
+                # product would be a fresh 38 MB buffer per chunk (the training-speed README measures both)
                 for v in range(0, vocab, VOCAB_BLOCK):
                     grad_weight[v : v + VOCAB_BLOCK] += torch.mm(g[:, v : v + VOCAB_BLOCK].t(), h)
             elif need_w and start == 0:
@@ -156,38 +149,3 @@ def head_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.T
     needs = tuple(grad_on and t is not None and t.requires_grad for t in (hidden, weight, bias))
     with torch.autocast(device_type, enabled=False):  # the function picks its own dtypes
         return _HeadCrossEntropy.apply(hidden, weight, bias, targets, ignore_index, rows, compute_dtype, needs)
-
-
-@contextlib.contextmanager
-def output_head_removed(model: nn.Module, name: str = "out_head") -> Iterator[nn.Linear]:
-    """Run ``model`` with its output head replaced by the identity; yields the head.
-
-    Inside the block, ``model(x)`` returns what the head would have received: for ``GPTModel`` the final norm's
-    output. A ``torch.compile`` (tested) or DDP wrapper is unwrapped to find the head, which is swapped on the
-    wrapped model; the swap is not thread-safe, so one forward pass at a time.
-    """
-    inner = unwrap_model(model)
-    head = getattr(inner, name, None)
-    if not isinstance(head, nn.Linear):
-        raise TypeError(f"{type(inner).__name__} has no linear {name!r} to fuse with the loss "
-                        f"(found {type(head).__name__}); use the plain cross-entropy instead")
-    setattr(inner, name, nn.Identity())
-    try:
-        yield head
-    finally:
-        setattr(inner, name, head)
-
-
-def lm_loss(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor,
-            chunk_rows: int | None = None) -> torch.Tensor:
-    """Chapter 5's mean next-token cross-entropy, with the output head fused into the loss (see the module doc)."""
-    with output_head_removed(model) as head:
-        hidden = model(inputs)  # (batch, num_tokens, emb_dim)
-    return head_cross_entropy(hidden.flatten(0, 1), head.weight, head.bias, targets.flatten(),
-                              chunk_rows=chunk_rows)
-
-
-def calc_loss_batch_fused(input_batch: torch.Tensor, target_batch: torch.Tensor, model: nn.Module,
-                          device: torch.device | str) -> torch.Tensor:
-    """Drop-in for ``ch05.calc_loss_batch`` (same arguments, same loss) that uses ``lm_loss``."""
-    return lm_loss(model, input_batch.to(device), target_batch.to(device))

@@ -11,6 +11,8 @@ length once and writes into slots, and it keeps the bookkeeping that callers oth
   left-padded row numbers its tokens exactly as it would alone).
 
 One object is the whole state: ``reset()`` clears it, nothing else has to be reset alongside.
+:class:`KVCacheBase` holds this bookkeeping; :class:`KVCache` adds buffers of ``max_length`` slots for every
+layer, ``ring_kv_cache.RingKVCache`` ring buffers for sliding-window layers.
 """
 
 from __future__ import annotations
@@ -18,24 +20,15 @@ from __future__ import annotations
 import torch
 
 
-class KVCache:
-    def __init__(
-        self,
-        n_layers: int,
-        batch_size: int,
-        n_kv_groups: int,
-        head_dim: int,
-        max_length: int,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str = "cpu",
-        value_dim: int | None = None,
-    ) -> None:
-        # value_dim != head_dim: multi-head latent attention stores its latent as "keys" and its shared
-        # RoPE key as "values" (see nn/mla.py)
-        shape = (n_layers, batch_size, n_kv_groups, max_length, head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape[:-1] + (value_dim or head_dim,), dtype=dtype, device=device)
+class KVCacheBase:
+    """The slot bookkeeping every cache shares; subclasses own the key/value buffers (``write``, ``nbytes``).
+
+    Slots are counted over the whole sequence, padding included: ``length`` slots are filled, ``key_valid``
+    (batch, max_length) says which hold real tokens, ``next_position`` (batch,) is the position id of each row's
+    next real token.
+    """
+
+    def __init__(self, batch_size: int, max_length: int, *, device: torch.device | str = "cpu") -> None:
         self.key_valid = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)
         self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.max_length = max_length
@@ -44,11 +37,11 @@ class KVCache:
 
     @property
     def batch_size(self) -> int:
-        return self.keys.shape[1]
+        return self.key_valid.shape[0]
 
     def nbytes(self) -> int:
         """Bytes held by the key/value buffers."""
-        return sum(t.numel() * t.element_size() for t in (self.keys, self.values))
+        raise NotImplementedError
 
     def reset(self) -> None:
         self.key_valid.zero_()
@@ -83,15 +76,13 @@ class KVCache:
 
     def visible_keys(self, window: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validity (batch, keys) and absolute slots (keys,) of the keys :meth:`write` returns for a layer
-        with this sliding ``window``; slots None means "slot i is key i" (this cache stores every slot)."""
+        with this sliding ``window``; slots None means "slot i is key i" (the cache stores every slot)."""
         return self.key_valid[:, : self.length], None
 
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Store one layer's new keys/values (batch, n_kv_groups, tokens, head_dim); return all cached so far."""
-        end = self._start + keys.shape[2]
-        self.keys[layer, :, :, self._start : end] = keys
-        self.values[layer, :, :, self._start : end] = values
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        """Store one layer's new keys/values (batch, n_kv_groups, tokens, head_dim); return the keys/values the
+        new queries attend to."""
+        raise NotImplementedError
 
     def rollback(self, n_tokens: int) -> None:
         """Forget the newest ``n_tokens`` slots (speculative decoding drops a rejected draft this way)."""
@@ -102,9 +93,34 @@ class KVCache:
         self.key_valid[:, end : self.length] = False
         self.length = self._start = end
 
-    def select_rows(self, rows: torch.Tensor) -> None:
-        """Keep only the given batch rows (e.g. to drop finished sequences)."""
-        self.keys = self.keys[:, rows]
-        self.values = self.values[:, rows]
-        self.key_valid = self.key_valid[rows]
-        self.next_position = self.next_position[rows]
+
+class KVCache(KVCacheBase):
+    """Every layer keeps all ``max_length`` slots, allocated once."""
+
+    def __init__(
+        self,
+        n_layers: int,
+        batch_size: int,
+        n_kv_groups: int,
+        head_dim: int,
+        max_length: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str = "cpu",
+        value_dim: int | None = None,
+    ) -> None:
+        super().__init__(batch_size, max_length, device=device)
+        # value_dim != head_dim: multi-head latent attention stores its latent as "keys" and its shared
+        # RoPE key as "values" (see nn/mla.py)
+        shape = (n_layers, batch_size, n_kv_groups, max_length, head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape[:-1] + (value_dim or head_dim,), dtype=dtype, device=device)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.keys, self.values))
+
+    def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self._start + keys.shape[2]
+        self.keys[layer, :, :, self._start : end] = keys
+        self.values[layer, :, :, self._start : end] = values
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]

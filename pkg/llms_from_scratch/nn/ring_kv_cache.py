@@ -4,7 +4,8 @@ With a sliding window of ``W`` keys (Mistral 7B v0.1: 4096), a query never looks
 tokens, so storing more is wasted memory. Each sliding layer here owns a buffer of ``W`` slots; token
 number ``s`` (counting every cache slot, padding included) lives in ring slot ``s % W`` and overwrites the
 token ``W`` places before it. Full-attention layers of the same model (``layer_types`` may mix both) keep a
-buffer of ``max_length`` slots as in :class:`~llms_from_scratch.nn.kv_cache.KVCache`.
+buffer of ``max_length`` slots as in :class:`~llms_from_scratch.nn.kv_cache.KVCache`; the slot bookkeeping
+is :class:`~llms_from_scratch.nn.kv_cache.KVCacheBase`'s.
 
 A forward pass over ``t`` new tokens attends to ``[ring contents | t new tokens]``: the ring is read *before*
 the new tokens are written, so a prompt longer than the window still sees, for each query, exactly its last
@@ -18,10 +19,10 @@ from collections.abc import Sequence
 
 import torch
 
-from .kv_cache import KVCache
+from .kv_cache import KVCacheBase
 
 
-class RingKVCache(KVCache):
+class RingKVCache(KVCacheBase):
     def __init__(
         self,
         windows: Sequence[int | None],
@@ -33,23 +34,14 @@ class RingKVCache(KVCache):
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
     ) -> None:
-        # no call to KVCache.__init__: it would allocate max_length slots for every layer
+        # slot bookkeeping (one bool and one position per token and row) stays max_length long
+        super().__init__(batch_size, max_length, device=device)
         self.windows = [None if w is None else min(w, max_length) for w in windows]
         self.keys_per_layer, self.values_per_layer = [], []
         for w in self.windows:
             shape = (batch_size, n_kv_groups, max_length if w is None else w, head_dim)
             self.keys_per_layer.append(torch.zeros(shape, dtype=dtype, device=device))
             self.values_per_layer.append(torch.zeros(shape, dtype=dtype, device=device))
-        # slot bookkeeping (one bool and one position per token and row) stays max_length long
-        self.key_valid = torch.zeros(batch_size, max_length, dtype=torch.bool, device=device)
-        self.next_position = torch.zeros(batch_size, dtype=torch.long, device=device)
-        self.max_length = max_length
-        self.length = 0
-        self._start = 0
-
-    @property
-    def batch_size(self) -> int:
-        return self.key_valid.shape[0]
 
     def nbytes(self) -> int:
         """Bytes held by the key/value buffers (what the window bounds)."""
@@ -89,9 +81,3 @@ class RingKVCache(KVCache):
 
     def rollback(self, n_tokens: int) -> None:
         raise ValueError("a ring-buffer cache cannot roll back: the dropped tokens overwrote older ones")
-
-    def select_rows(self, rows: torch.Tensor) -> None:
-        self.keys_per_layer = [k[rows] for k in self.keys_per_layer]
-        self.values_per_layer = [v[rows] for v in self.values_per_layer]
-        self.key_valid = self.key_valid[rows]
-        self.next_position = self.next_position[rows]

@@ -1,12 +1,13 @@
 """Tokenizers for the model zoo: GPT-2, Llama 3, Qwen1, Qwen3, tokenizer.json and GGUF-embedded BPE, Llama 2 /
 Mistral SentencePiece BPE and BERT WordPiece.
 
-All byte-level BPE tokenizers share one implementation (:class:`BPETokenizer`, on tiktoken); the chat
-formats of instruct models live in :mod:`.chat`. Base models get no chat format. :func:`folder_tokenizer`
-(:mod:`.select`) decides which tokenizer a checkpoint folder needs.
+All byte-level BPE tokenizers share one implementation (:class:`ByteLevelBPETokenizer`, on tiktoken; not to be
+confused with the book's from-scratch ``llms_from_scratch.bpe.BPETokenizer``); the chat formats of instruct
+models live in :mod:`.chat`. Base models get no chat format. :func:`folder_tokenizer` (:mod:`.select`) decides
+which tokenizer a checkpoint folder needs.
 """
 
-from .bpe import BPETokenizer
+from .bpe import ByteLevelBPETokenizer
 from .chat import ChatFormat
 from .families import gguf_tokenizer, gpt2_tokenizer, llama3_tokenizer, qwen3_tokenizer
 from .qwen1 import qwen1_tokenizer
@@ -15,7 +16,7 @@ from .sentencepiece_bpe import SentencePieceBPETokenizer, sentencepiece_tokenize
 from .wordpiece import WordPieceTokenizer
 
 __all__ = [
-    "BPETokenizer",
+    "ByteLevelBPETokenizer",
     "ChatFormat",
     "SentencePieceBPETokenizer",
     "UnsupportedTokenizerError",

@@ -32,8 +32,11 @@ QWEN_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?
 
 
 @dataclass
-class BPETokenizer(ChatTemplateMixin):
+class ByteLevelBPETokenizer(ChatTemplateMixin):
     """A byte-level BPE tokenizer: ``encode`` text to ids, ``decode`` ids to text, optional chat format.
+
+    The model zoo's tokenizer for GPT-2, Llama 3, Qwen, SmolLM2 and GGUF/``tokenizer.json`` vocabularies, on
+    tiktoken's merge loop. (The book's own from-scratch tokenizer is ``llms_from_scratch.bpe.BPETokenizer``.)
 
     ``ranks`` maps token bytes to merge priority; ``rank_to_id`` (default: identity) maps a rank to the id
     the model uses. ``special_tokens`` maps strings such as ``<|im_end|>`` to ids; they are recognized in

@@ -10,19 +10,18 @@ from pathlib import Path
 import regex
 
 from ..data import fetch
-from .bpe import GPT2_PATTERN, LLAMA3_PATTERN, QWEN_PATTERN, BPETokenizer, nfc, ranks_from_merges
+from ..data.tokenizer import END_OF_TEXT, END_OF_TEXT_ID, gpt2_mergeable_ranks
+from ..files.gguf import gguf_field, open_gguf
+from .bpe import GPT2_PATTERN, LLAMA3_PATTERN, QWEN_PATTERN, ByteLevelBPETokenizer, nfc, ranks_from_merges
 from .chat import ChatFormat, chat_format_from_template
 
 
 @lru_cache(maxsize=1)
-def gpt2_tokenizer() -> BPETokenizer:
-    """GPT-2's tokenizer (ids identical to ``tiktoken.get_encoding("gpt2")``); no BOS, no chat format."""
-    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
-
-    ranks = data_gym_to_mergeable_bpe_ranks(
-        vocab_bpe_file=str(fetch("gpt2-vocab-bpe")), encoder_json_file=str(fetch("gpt2-encoder-json"))
-    )
-    return BPETokenizer("gpt2", ranks, GPT2_PATTERN, {"<|endoftext|>": 50256}, eos_ids=(50256,), pad_id=50256)
+def gpt2_tokenizer() -> ByteLevelBPETokenizer:
+    """GPT-2's tokenizer (ids identical to ``tiktoken.get_encoding("gpt2")``, the same ranks as
+    ``data.gpt2_encoding``); no BOS, no chat format."""
+    return ByteLevelBPETokenizer("gpt2", gpt2_mergeable_ranks(), GPT2_PATTERN, {END_OF_TEXT: END_OF_TEXT_ID},
+                        eos_ids=(END_OF_TEXT_ID,), pad_id=END_OF_TEXT_ID)
 
 
 LLAMA3_SPECIALS = {
@@ -33,7 +32,7 @@ LLAMA3_SPECIALS = {
 
 
 @lru_cache(maxsize=4)
-def llama3_tokenizer(instruct: bool = True, path: str | None = None) -> BPETokenizer:
+def llama3_tokenizer(instruct: bool = True, path: str | None = None) -> ByteLevelBPETokenizer:
     """Llama 3 / 3.1 / 3.2: 128,000 tiktoken ranks plus 256 special tokens (3.1 names).
 
     Instruct models stop at ``<|eot_id|>`` (and ``<|eom_id|>``, ``<|end_of_text|>``) and use the header
@@ -50,7 +49,7 @@ def llama3_tokenizer(instruct: bool = True, path: str | None = None) -> BPEToken
             specials[f"<|reserved_special_token_{reserved}|>"] = i
             reserved += 1
     eos = (128009, 128008, 128001) if instruct else (128001,)
-    return BPETokenizer(
+    return ByteLevelBPETokenizer(
         "llama3-instruct" if instruct else "llama3", ranks, LLAMA3_PATTERN, specials, bos_id=128000,
         eos_ids=eos, pad_id=128004, chat_format=ChatFormat("llama3") if instruct else None,
     )
@@ -66,7 +65,7 @@ QWEN_SPECIALS = [
 
 
 @lru_cache(maxsize=2)
-def qwen3_tokenizer(instruct: bool = True) -> BPETokenizer:
+def qwen3_tokenizer(instruct: bool = True) -> ByteLevelBPETokenizer:
     """Qwen3: byte-level BPE (``vocab.json`` + ``merges.txt``), NFC-normalized input, specials from 151643.
 
     Instruct (post-trained) models use ChatML and stop at ``<|im_end|>``; ``enable_thinking=False`` in
@@ -80,7 +79,7 @@ def qwen3_tokenizer(instruct: bool = True) -> BPETokenizer:
     merges = [m for m in merges if m and not m.startswith("#version")]
     ranks, rank_to_id = ranks_from_merges(tokens, merges)
     specials = {t: 151643 + i for i, t in enumerate(QWEN_SPECIALS)}
-    return BPETokenizer(
+    return ByteLevelBPETokenizer(
         "qwen3" if instruct else "qwen3-base", ranks, QWEN_PATTERN, specials, rank_to_id=rank_to_id,
         normalize=nfc, eos_ids=(151645, 151643) if instruct else (151643,), pad_id=151643,
         chat_format=ChatFormat("qwen3", thinking=True) if instruct else None,
@@ -96,15 +95,12 @@ _GGUF_PRE = {
 }
 
 
-def gguf_tokenizer(path: str | os.PathLike) -> BPETokenizer:
+def gguf_tokenizer(path: str | os.PathLike) -> ByteLevelBPETokenizer:
     """The tokenizer stored in a GGUF file's metadata (byte-level BPE models)."""
-    from ..models.gguf_file import open_gguf
-
     reader = open_gguf(path)
 
     def field(key, default=None):
-        f = reader.fields.get(key)
-        return default if f is None else f.contents()
+        return gguf_field(reader, key, default)
 
     if field("tokenizer.ggml.model") != "gpt2":
         raise ValueError(f"{Path(path).name}: only byte-level BPE ('gpt2') GGUF tokenizers are supported, "
@@ -120,7 +116,7 @@ def gguf_tokenizer(path: str | os.PathLike) -> BPETokenizer:
     pattern, pre_split = _GGUF_PRE[pre]
     chat = chat_format_from_template(field("tokenizer.chat_template"))
     eos = field("tokenizer.ggml.eos_token_id")
-    return BPETokenizer(
+    return ByteLevelBPETokenizer(
         Path(path).stem, ranks, pattern, specials, rank_to_id=rank_to_id, pre_split=pre_split,
         bos_id=field("tokenizer.ggml.bos_token_id"), eos_ids=(eos,) if eos is not None else (),
         pad_id=field("tokenizer.ggml.padding_token_id"), chat_format=chat,
@@ -163,7 +159,7 @@ def _pre_tokenizer_plan(pre: dict | None) -> tuple[str, tuple[regex.Pattern, ...
     return (f"(?:{last})|(?:(?!(?:{last}))[\\s\\S])+" if keep_gaps else last), stages
 
 
-def byte_level_json_tokenizer(folder: Path, spec: dict, config: dict) -> BPETokenizer:
+def byte_level_json_tokenizer(folder: Path, spec: dict, config: dict) -> ByteLevelBPETokenizer:
     """A byte-level BPE tokenizer (GPT-2 style) from a folder's parsed ``tokenizer.json`` (``spec``) and
     ``tokenizer_config.json`` (``config``, {} when absent). :func:`~.select.tokenizer_json_tokenizer` reads
     the files and picks this reader for the byte-level layout."""
@@ -187,7 +183,7 @@ def byte_level_json_tokenizer(folder: Path, spec: dict, config: dict) -> BPEToke
         return specials.get(value) if value is not None else None
 
     eos = token_id("eos_token")
-    return BPETokenizer(
+    return ByteLevelBPETokenizer(
         folder.name, ranks, pattern, specials, rank_to_id=rank_to_id, pre_split=pre_split,
         normalize=nfc if normalizer.get("type") == "NFC" else None, bos_id=token_id("bos_token"),
         eos_ids=(eos,) if eos is not None else (), pad_id=token_id("pad_token"), chat_format=chat,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from .bpe import QWEN_PATTERN, BPETokenizer, nfc
+from .bpe import QWEN_PATTERN, ByteLevelBPETokenizer, nfc
 from .chat import ChatFormat
 
 QWEN1_SPECIALS = {
@@ -20,7 +20,7 @@ QWEN1_SPECIALS = {
 }
 
 
-def qwen1_tokenizer(path: str | os.PathLike, *, chat: bool = False) -> BPETokenizer:
+def qwen1_tokenizer(path: str | os.PathLike, *, chat: bool = False) -> ByteLevelBPETokenizer:
     """The tokenizer of a Qwen1 checkpoint from its ``qwen.tiktoken`` file (``chat``: the -Chat models)."""
     from tiktoken.load import load_tiktoken_bpe
 
@@ -28,7 +28,7 @@ def qwen1_tokenizer(path: str | os.PathLike, *, chat: bool = False) -> BPETokeni
     if len(ranks) != 151643 or max(ranks.values()) != 151642:
         raise ValueError(f"{path} holds {len(ranks)} ranks up to {max(ranks.values())}; Qwen1's qwen.tiktoken has "
                          "151643 ranks numbered 0..151642. Is it the right file?")
-    return BPETokenizer(
+    return ByteLevelBPETokenizer(
         "qwen1-chat" if chat else "qwen1", ranks, QWEN_PATTERN, dict(QWEN1_SPECIALS), normalize=nfc,
         eos_ids=(151645, 151643) if chat else (151643,), pad_id=151643,
         chat_format=ChatFormat("chatml") if chat else None,

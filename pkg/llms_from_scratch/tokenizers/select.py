@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .bpe import BPETokenizer
+from .bpe import ByteLevelBPETokenizer
 from .chat import chat_format_from_template
 from .families import byte_level_json_tokenizer, gpt2_tokenizer, llama3_tokenizer
 from .qwen1 import qwen1_tokenizer
@@ -91,7 +91,7 @@ TOKENIZER_JSON_READERS: dict[str, Callable[[Path, dict, dict], Any]] = {
 }
 
 
-def tokenizer_json_tokenizer(folder: str | os.PathLike) -> BPETokenizer | SentencePieceBPETokenizer:
+def tokenizer_json_tokenizer(folder: str | os.PathLike) -> ByteLevelBPETokenizer | SentencePieceBPETokenizer:
     """The tokenizer of a Hugging Face folder's ``tokenizer.json`` (+ ``tokenizer_config.json``), read by
     the reader registered for its layout; the chat template picks the chat format (none: a base model)."""
     folder = Path(folder)
@@ -121,7 +121,7 @@ def is_tiktoken_ranks(path: str | os.PathLike) -> bool:
         return _TIKTOKEN_LINE.fullmatch(f.readline(256)) is not None
 
 
-def tokenizer_model_tokenizer(folder: str | os.PathLike) -> BPETokenizer | SentencePieceBPETokenizer:
+def tokenizer_model_tokenizer(folder: str | os.PathLike) -> ByteLevelBPETokenizer | SentencePieceBPETokenizer:
     """The tokenizer of a folder's ``tokenizer.model``: Llama 3's tiktoken ranks or a Llama 2 / Mistral
     SentencePiece model. Instruct / chat models are recognized by ``tokenizer_config.json``'s chat template
     (Llama 3's header markers, or ``[INST]``); without one the folder is treated as a base model."""

@@ -1,0 +1,199 @@
+"""Ollama's chat API on the project's server: ``POST /api/chat`` and ``GET /api/tags``.
+
+Chapter 7 scores model responses by sending prompts to Ollama (``ch07.query_model``, ``generate_model_scores``).
+With these two routes the same code runs against ``llms-from-scratch serve``, offline: start the server with
+``--name llama3 --port 11434`` and the book's calls reach it unchanged.
+
+An Ollama request is translated into the OpenAI-style request that :class:`~.server.ChatService` validates and
+runs, so both APIs share one generation path. From ``options`` this honours ``seed``, ``temperature``, ``top_p``,
+``stop``, ``num_predict`` and ``num_ctx`` (prompt plus reply must fit in ``num_ctx`` tokens and in the model's
+context); other options are ignored, as they would change nothing here. Missing options take Ollama's defaults.
+Replies stream as one JSON object per line unless the request says ``"stream": false``; errors come back in
+Ollama's shape, ``{"error": "..."}``, with a 4xx status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+from urllib.parse import urlsplit
+
+from .server import MAX_BODY, ChatService, RequestError
+
+ROUTES = {("POST", "/api/chat"), ("GET", "/api/tags")}
+# Ollama's defaults for what a request leaves out (num_predict -1: until the end of the reply or the context)
+DEFAULT_OPTIONS = {"temperature": 0.8, "top_p": 0.9, "num_ctx": 2048, "num_predict": -1}
+
+
+def handles(method: str, path: str) -> bool:
+    """Whether ``method path`` is one of Ollama's routes served here."""
+    return (method, urlsplit(path).path.rstrip("/")) in ROUTES
+
+
+def answer(handler: BaseHTTPRequestHandler, service: ChatService) -> None:
+    """Answer the request that ``handler`` holds; call only when :func:`handles` said yes."""
+    try:
+        if handler.command == "GET":
+            _send_json(handler, 200, tags(service))
+            return
+        body = _read_json(handler)
+        req, stream = translate(body, service)
+    except RequestError as exc:
+        _send_json(handler, exc.status, {"error": str(exc)})
+        return
+    if stream:
+        _stream(handler, service, req, body["model"])
+    else:
+        _complete(handler, service, req, body["model"])
+
+
+def _untagged(name: str) -> str:
+    return name[: -len(":latest")] if name.endswith(":latest") else name
+
+
+def translate(body: Any, service: ChatService) -> tuple[dict, bool]:
+    """Check an Ollama chat request and turn it into ``(request for service.run, stream?)``."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise RequestError(400, "'model' is required")
+    if _untagged(model) != _untagged(service.name):
+        raise RequestError(404, f"model '{model}' not found; this server serves '{service.name}' "
+                                f"(start it with --name {model} to answer to that name)")
+    stream = body.get("stream", True)
+    if not isinstance(stream, bool):
+        raise RequestError(400, "'stream' must be a boolean")
+    for key in ("format", "tools"):
+        if body.get(key):
+            raise RequestError(400, f"'{key}' is not supported by this server; leave it out")
+    options = body.get("options")
+    options = {} if options is None else options
+    if not isinstance(options, dict):
+        raise RequestError(400, "'options' must be a JSON object")
+    options = {**DEFAULT_OPTIONS, **{k: v for k, v in options.items() if v is not None}}
+    num_ctx, num_predict = options["num_ctx"], options["num_predict"]
+    if not _is_int(num_ctx) or num_ctx < 1:
+        raise RequestError(400, f"'options.num_ctx' must be a positive integer, got {num_ctx!r}")
+    if not _is_int(num_predict) or num_predict == 0 or num_predict < -2:
+        raise RequestError(400, f"'options.num_predict' must be -1 (until the reply ends), -2 (fill the context) "
+                                f"or a positive integer, got {num_predict!r}")
+    request = {"model": service.name, "messages": body.get("messages"), "stop": options.get("stop"),
+               "temperature": options["temperature"], "top_p": options["top_p"], "seed": options.get("seed")}
+    req = service.parse(request)  # validates messages, temperature, top_p, seed and stop
+
+    # the reply gets what is left of the context window after the prompt
+    window = num_ctx
+    model_context = getattr(getattr(service.model, "cfg", None), "context_length", None)
+    if model_context is not None:
+        window = min(window, model_context)
+    tok = service.tokenizer
+    n_prompt = len(tok.encode(tok.apply_chat_template(req["messages"])))
+    room = window - n_prompt
+    if room < 1:
+        raise RequestError(400, f"the prompt takes {n_prompt} tokens and fills the context window of {window}; "
+                                f"raise options.num_ctx (the model allows {model_context}) or shorten the messages")
+    max_tokens = room if num_predict < 0 else min(num_predict, room)
+    req = service.parse({**request, "max_tokens": min(max_tokens, service.max_tokens_limit)})
+    return req, stream
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def tags(service: ChatService) -> dict:
+    """``GET /api/tags``: the one model this server holds, described with the fields Ollama lists."""
+    params = list(service.model.parameters())
+    n_params = sum(p.numel() for p in params)
+    dtype = str(params[0].dtype).removeprefix("torch.") if params else "unknown"
+    cfg = getattr(service.model, "cfg", None)
+    name = service.name if ":" in service.name else f"{service.name}:latest"
+    return {"models": [{
+        "name": name,
+        "model": name,
+        "modified_at": _timestamp(service.created),
+        "size": sum(p.numel() * p.element_size() for p in params),
+        "details": {"format": "pytorch", "family": getattr(cfg, "family", "unknown"),
+                    "parameter_size": _count(n_params), "quantization_level": dtype.upper()},
+    }]}
+
+
+def _count(n: int) -> str:
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return str(n)
+
+
+def _timestamp(seconds: float | None = None) -> str:
+    """RFC 3339 in UTC with microseconds, as Ollama writes ``created_at``."""
+    moment = datetime.now(timezone.utc) if seconds is None else datetime.fromtimestamp(seconds, timezone.utc)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _read_json(handler: BaseHTTPRequestHandler) -> Any:
+    length = int(handler.headers.get("Content-Length") or 0)
+    if length > MAX_BODY:
+        raise RequestError(413, f"request body over {MAX_BODY} bytes")
+    try:
+        return json.loads(handler.rfile.read(length) or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
+
+
+def _send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json; charset=utf-8")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
+def _message(model: str, content: str) -> dict:
+    return {"model": model, "created_at": _timestamp(), "message": {"role": "assistant", "content": content}}
+
+
+def _final(model: str, content: str, tail: tuple, started: int) -> dict:
+    finish, n_prompt, n_out = tail
+    return {**_message(model, content), "done": True, "done_reason": finish,
+            "total_duration": time.perf_counter_ns() - started, "load_duration": 0,  # the model stays loaded
+            "prompt_eval_count": n_prompt, "eval_count": n_out}
+
+
+def _complete(handler: BaseHTTPRequestHandler, service: ChatService, req: dict, model: str) -> None:
+    started = time.perf_counter_ns()
+    pieces, tail = [], None
+    for item in service.run(req):
+        if isinstance(item, tuple):
+            tail = item
+        else:
+            pieces.append(item)
+    _send_json(handler, 200, _final(model, "".join(pieces), tail, started))
+
+
+def _stream(handler: BaseHTTPRequestHandler, service: ChatService, req: dict, model: str) -> None:
+    """One JSON object per line; the last one has ``done: true`` and the counts. The connection closes after it."""
+    started = time.perf_counter_ns()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/x-ndjson")
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    handler.close_connection = True
+
+    def line(payload: dict) -> None:
+        handler.wfile.write(json.dumps(payload).encode() + b"\n")
+        handler.wfile.flush()
+
+    try:
+        for item in service.run(req):
+            if isinstance(item, tuple):
+                line(_final(model, "", item, started))
+            else:
+                line({**_message(model, item), "done": False})
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the client went away; closing the generator released the service's lock
