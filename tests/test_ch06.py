@@ -144,10 +144,13 @@ def test_notebook_definitions_agree_with_package(splits):
     nb = load_notebook_definitions(Path(__file__).parents[1] / "ch06/01_main-chapter-code/ch06.ipynb")
     rows = pkg.read_sms_spam()
     assert nb.read_sms_spam(pkg.fetch("sms-spam-collection")) == rows
-    balanced = nb.create_balanced_dataset(rows)
-    # the notebook's row-based versions (same names as the book's DataFrame functions) equal the package's rows ones
-    assert balanced == pkg.balance_rows(rows)
-    assert nb.random_split(balanced, 0.7, 0.1) == pkg.split_rows(balanced, 0.7, 0.1)
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=["Label", "Text"])
+    balanced = nb.create_balanced_dataset(df)
+    pd.testing.assert_frame_equal(balanced, pkg.create_balanced_dataset(df))
+    for nb_part, pkg_part in zip(nb.random_split(balanced, 0.7, 0.1), pkg.random_split(balanced, 0.7, 0.1)):
+        pd.testing.assert_frame_equal(nb_part, pkg_part)
 
     tokenizer = gpt2_encoding()
     nb_data = nb.SpamDataset(splits["validation"], tokenizer, max_length=40)

@@ -253,6 +253,14 @@ def test_a_new_machine_or_a_broken_file_measures_again(tmp_path, monkeypatch):
     assert len(json.loads((tmp_path / "kernels.json").read_text())["machines"]) == 2
 
 
+def test_a_cache_that_cannot_be_written_only_warns(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")  # a file where the cache folder would be
+    with pytest.warns(UserWarning, match="could not store the decode kernel choice"):
+        plan = autotune.tune_decoding(_model(), 1, cache_file=blocker / "kernels.json")
+    assert plan.choices
+
+
 def test_the_whole_step_decides(tmp_path, monkeypatch):
     """Whatever the single products say, a decode step that is not faster than plain keeps the plain model."""
     plain = _model()

@@ -138,3 +138,23 @@ def test_sampling_options_behave():
     assert picks == {1}
     seen = torch.tensor([[False, True, False, False]])
     assert next_token(logits, repetition_penalty=2.0, seen=seen).item() == 2
+
+
+def test_sampling_params_are_one_validated_object(saved):
+    import dataclasses
+
+    from llms_from_scratch.serving.generation import SamplingParams
+
+    model, _ = saved
+    ids = torch.tensor([[1, 2, 3]])
+    params = SamplingParams(temperature=1.0, top_k=5, seed=7)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.temperature = 0.5
+    with pytest.raises(ValueError, match="top_k must be >= 1"):
+        SamplingParams(top_k=0)
+    # the object and the keywords are the same request; a seed makes the draw repeatable
+    by_object = generate(model, ids, 6, params)
+    assert torch.equal(by_object, generate(model, ids, 6, temperature=1.0, top_k=5, seed=7))
+    assert torch.equal(by_object, generate(model, ids, 6, SamplingParams(), temperature=1.0, top_k=5, seed=7))
+    with pytest.raises(TypeError, match="unknown sampling option"):
+        generate(model, ids, 2, temprature=1.0)

@@ -30,6 +30,7 @@ __all__ = [
     "TransformerBlock",
     "Llama3Model",
     "compute_rope_params",
+    "rescale_theta",
     "apply_rope",
     "GroupedQueryAttentionFast",
     "TransformerBlockFast",
@@ -101,6 +102,15 @@ def compute_rope_params(head_dim: int, theta_base: float = 10_000, context_lengt
     # the split-half layout: feature i pairs with feature i + head_dim // 2, so both halves share the angles
     angles = torch.cat([angles, angles], dim=1)  # (context_length, head_dim)
     return torch.cos(angles), torch.sin(angles)
+
+
+def rescale_theta(theta_old: float, context_length_old: int, context_length_new: int) -> float:
+    """RoPE's base ``theta`` for a model run at ``context_length_new`` instead of ``context_length_old`` tokens.
+
+    The base grows or shrinks in proportion to the context, so the slowest feature pairs still make about the
+    same fraction of a turn over the whole context: 500,000 at 131,072 tokens becomes 31,250 at 8,192.
+    """
+    return theta_old * context_length_new / context_length_old
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, offset: int = 0) -> torch.Tensor:

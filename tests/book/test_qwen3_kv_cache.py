@@ -161,7 +161,7 @@ def test_batched_generation_checks_its_mask(models):
         generate_batched(batched, ids, 2, attention_mask=mask.flip(1))
     with pytest.raises(ValueError, match="must match"):
         generate_batched(batched, ids, 2, attention_mask=mask[:, 1:])
-    with pytest.raises(ValueError, match="beyond the context length of 48"):
+    with pytest.raises(ValueError, match="exceeds the context length of 48 tokens; generate fewer tokens"):
         generate_batched(batched, ids, 40, attention_mask=mask)
 
 

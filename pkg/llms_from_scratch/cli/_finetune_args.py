@@ -1,11 +1,11 @@
 """Options that the fine-tuning commands share (not a command itself)."""
 
+from ..gpt2_sizes import GPT2_MODEL_SIZES
 from .errors import UsageError, positive_int
-from .zoo import GPT2_SIZES
 
 
 def add_finetune_args(parser, *, model_size: str, epochs: int, stand_in_lr: float) -> None:
-    parser.add_argument("--model-size", default=model_size, choices=GPT2_SIZES)
+    parser.add_argument("--model-size", default=model_size, choices=GPT2_MODEL_SIZES)
     parser.add_argument("--epochs", type=positive_int, default=epochs)
     parser.add_argument("--lr", type=float, default=None,
                         help=f"default: 5e-5 for GPT-2, {stand_in_lr:g} for the stand-in")

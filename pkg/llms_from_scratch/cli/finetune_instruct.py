@@ -3,6 +3,7 @@
 import json
 
 from ._finetune_args import add_finetune_args, check_finetune_args
+from .errors import positive_int
 
 
 def register(subparsers) -> None:
@@ -10,11 +11,11 @@ def register(subparsers) -> None:
         "finetune-instruct", help="instruction-fine-tune GPT-2 (or the quick stand-in) and answer the test set")
     parser.add_argument("--out", default="instruct-finetuned", help="folder for responses and weights")
     add_finetune_args(parser, model_size="355M", epochs=2, stand_in_lr=5e-3)
-    parser.add_argument("--test-examples", type=int, default=None, help="answer only this many test entries")
+    parser.add_argument("--test-examples", type=positive_int, default=None, help="answer only this many test entries")
     parser.add_argument("--prompt-style", default="alpaca", choices=["alpaca", "phi3"])
     parser.add_argument("--mask-instruction", action="store_true", help="count only response tokens in the loss")
-    parser.add_argument("--lora-rank", type=int, default=None, help="train LoRA adapters of this rank instead")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--lora-rank", type=positive_int, default=None, help="train LoRA adapters of this rank instead")
+    parser.add_argument("--max-new-tokens", type=positive_int, default=256)
     parser.set_defaults(func=_run)
 
 

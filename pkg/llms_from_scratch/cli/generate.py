@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .zoo import GPT2_SIZES, add_model_arguments, add_sampling_arguments
+from ..gpt2_sizes import GPT2_MODEL_SIZES  # the one table of sizes; it imports no torch
+from .zoo import add_model_arguments, add_sampling_arguments
 
 
 def register(subparsers) -> None:
@@ -22,7 +23,7 @@ def register(subparsers) -> None:
     add_generate_arguments(parser)
     book = parser.add_mutually_exclusive_group()
     book.add_argument("--checkpoint", help="a checkpoint.pth written by `llms-from-scratch pretrain`")
-    book.add_argument("--gpt2", choices=GPT2_SIZES, help="OpenAI's GPT-2 weights (chapter 5)")
+    book.add_argument("--gpt2", choices=GPT2_MODEL_SIZES, help="OpenAI's GPT-2 weights (chapter 5)")
     parser.set_defaults(func=run)
 
 

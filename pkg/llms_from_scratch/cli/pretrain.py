@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from ..gpt2_sizes import GPT2_MODEL_SIZES
 from .errors import UsageError, positive_int
-from .zoo import DEVICE_HELP, GPT2_SIZES
+from .zoo import DEVICE_HELP
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="a text file, or a folder whose *.txt files form the corpus")
     parser.add_argument("--out-dir", required=True, help="folder for tokens.bin, checkpoint.pth and loss.png")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="124M", choices=GPT2_SIZES,
+    model.add_argument("--model", default="124M", choices=GPT2_MODEL_SIZES,
                        help="GPT-2 size to start from (default 124M)")
     model.add_argument("--context-length", type=int, default=256)
     model.add_argument("--emb-dim", type=int, help="override the size's width")

@@ -7,7 +7,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..gpt2_sizes import GPT2_MODEL_SIZES as GPT2_SIZES  # the one table of sizes; it imports nothing
 from .errors import CommandError, UsageError, positive_int
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")

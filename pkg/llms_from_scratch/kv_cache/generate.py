@@ -1,7 +1,7 @@
-"""Greedy generation with the KV cache, for the cached Llama 3 and Qwen3 models of ``kv_cache``.
+"""Greedy generation with the KV cache, for the cached models of ``kv_cache`` (GPT-2, Llama 3, Qwen3).
 
-The models take ``cache=`` (a :class:`KVCache`, or ``None`` for the plain forward pass) and keep their own
-position counter, which ``reset_kv_cache()`` sets back to zero; both have to be reset before a new prompt.
+The models take ``cache=`` (a :class:`KVCache`, or ``None`` for the plain forward pass) and have a
+``reset_kv_cache()`` that sets their position back to zero; both are reset before a new prompt.
 """
 
 from __future__ import annotations

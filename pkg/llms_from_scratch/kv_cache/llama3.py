@@ -34,6 +34,7 @@ from ..llama3 import (  # noqa: F401  (re-exported: the book imports these from 
     compute_rope_params,
     load_weights_into_llama,
 )
+from .qwen3 import check_context_length
 from .utils import KVCache
 
 __all__ = [
@@ -102,6 +103,12 @@ class Llama3Model(llama3.Llama3Model):
     def __init__(self, cfg: dict):
         super().__init__(cfg)
         self.current_pos = 0  # positions seen through the cache so far
+
+    def check_input(self, in_idx: torch.Tensor, start: int = 0) -> None:
+        """As in ``llama3``, but the length limit is worded as in the other KV-cache models."""
+        if in_idx.dim() == 2:
+            check_context_length(start + in_idx.shape[1], self.cfg["context_length"])
+        super().check_input(in_idx, start)
 
     def forward(self, in_idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (batch, num_tokens, vocab_size) for ``in_idx``, which continues the tokens held in ``cache``."""

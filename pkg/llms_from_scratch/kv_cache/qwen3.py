@@ -37,6 +37,15 @@ from ..qwen3 import (  # noqa: F401  (the unchanged pieces, importable from here
 from .utils import KVCache
 
 
+def check_context_length(num_positions: int, context_length: int, fix: str | None = None) -> None:
+    """Refuse, before anything changes, a pass whose tokens would reach past the RoPE tables."""
+    if num_positions > context_length:
+        fix = fix or (f"call reset_kv_cache() to start a new sequence, or keep only the last {context_length} "
+                      f"tokens")
+        raise ValueError(f"Sequence length {num_positions} exceeds the context length of {context_length} tokens; "
+                         f"{fix}")
+
+
 def block_forward_with_cache(block: TransformerBlock, x: torch.Tensor, mask: torch.Tensor, cos: torch.Tensor,
                              sin: torch.Tensor, past: tuple[torch.Tensor, torch.Tensor] | None):
     """``block(x, mask, cos, sin)`` for new tokens only, attending to ``past`` keys and values as well.
@@ -63,13 +72,12 @@ class Qwen3Model(qwen3.Qwen3Model):
         self.current_pos = 0  # positions seen since the last reset_kv_cache()
 
     def forward(self, in_idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        if cache is None:  # no cache: the plain forward pass over the whole sequence, from position 0
-            return super().forward(in_idx)
         num_tokens = in_idx.shape[1]
+        if cache is None:  # no cache: the plain forward pass over the whole sequence, from position 0
+            check_context_length(num_tokens, self.cfg["context_length"])
+            return super().forward(in_idx)
         pos_start, pos_end = self.current_pos, self.current_pos + num_tokens
-        if pos_end > self.cfg["context_length"]:
-            raise ValueError(f"the cache holds {pos_start} tokens and {num_tokens} more would exceed the context "
-                             f"length of {self.cfg['context_length']}; call reset_kv_cache() and start a new cache")
+        check_context_length(pos_end, self.cfg["context_length"])
         self.current_pos = pos_end
 
         x = self.tok_emb(in_idx)  # (batch, num_tokens, emb_dim)

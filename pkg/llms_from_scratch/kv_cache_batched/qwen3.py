@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from .. import qwen3
-from ..kv_cache.qwen3 import block_forward_with_cache
+from ..kv_cache.qwen3 import block_forward_with_cache, check_context_length
 from ..qwen3 import (  # noqa: F401  (the unchanged pieces, importable from here as in the book)
     QWEN3_CONFIG_1_7B,
     QWEN3_CONFIG_4B,
@@ -51,9 +51,9 @@ class Qwen3Model(qwen3.Qwen3Model):
         if start_pos is None:
             start_pos = torch.zeros(batch_size, dtype=torch.long, device=device)
         positions = start_pos[:, None] + torch.arange(num_tokens, device=device)  # (batch, num_tokens)
-        if positions.max() >= self.cfg["context_length"]:
-            raise ValueError(f"a row would reach position {positions.max().item()}, beyond the context length of "
-                             f"{self.cfg['context_length']}; generate fewer tokens or shorten the prompts")
+        # every row is checked: a later row may run out of room while the first still fits
+        check_context_length(int(positions.max()) + 1, self.cfg["context_length"],
+                             fix="generate fewer tokens or shorten the prompts")
 
         cached = None if cache is None else cache.get(0, 0)
         num_cached = 0 if cached is None else cached[0].shape[2]

@@ -29,11 +29,9 @@ import hashlib
 import json
 import logging
 import math
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -43,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..files import atomic_path
 from .decode_layout import (
     KERNELS,
     PLAIN,
@@ -76,8 +75,11 @@ def prepare_for_decoding(model: nn.Module, batch_size: int = 1, *, autotune: boo
 
     Returns a new model built by :func:`~.decode_layout.build_decoding_model` from the kernels that
     :func:`tune_decoding` measured fastest here, sharing ``model``'s weights; or ``model`` itself where the plain
-    path was fastest, with ``autotune=False``, and for models not on a CPU. ``model`` is never changed: keep
-    training or saving it, and decode with the returned one. Outputs equal the plain model's up to float rounding.
+    path was fastest, with ``autotune=False``, and for models not on a CPU. Outputs equal the plain model's up to
+    float rounding. ``model`` is never changed. Stacked projections are copies that belong to the returned model:
+    they take their memory a second time while ``model`` is kept too, and they do not follow later changes to
+    ``model`` (training, ``model.to(...)``), so prepare again after those; moving or casting the returned model
+    itself moves everything it holds.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -132,7 +134,8 @@ def cpu_wait() -> tuple[float, float] | None:
 def tune_decoding(model: nn.Module, batch_size: int = 1, *, cache_file: str | Path | None = None) -> DecodePlan:
     """The fastest :class:`~.decode_layout.DecodePlan` for decoding ``batch_size`` rows with ``model`` here: read
     from ``cache_file`` (default :func:`default_cache_file`) where it was measured before, else measured (see the
-    module's docstring) and stored there. Models not on a CPU get the plain plan without measuring."""
+    module's docstring) and stored there. Models not on a CPU get the plain plan without measuring, and so does a
+    machine that other processes keep busy (nothing is stored then)."""
     param = next((p for p in model.parameters() if p.is_floating_point()), None)
     if param is None or param.device.type != "cpu":
         return DecodePlan(batch_size, param.dtype if param is not None else torch.float32)
@@ -313,16 +316,9 @@ def _store(path: Path, machine: str, kinds: dict[str, str], model_key: str, mode
         entry.update(kinds={}, models={})
     entry["kinds"].update(kinds)
     entry["models"][model_key] = model_entry
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)  # readers see the old file or the new one, never a partial one
+        with atomic_path(path) as tmp:  # readers see the old file or the new one, never a part
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     except OSError as exc:
         warnings.warn(f"could not store the decode kernel choice in {path} ({exc}); it will be measured again",
                       stacklevel=3)
-    finally:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)

@@ -1,0 +1,57 @@
+"""Quantization from scratch: weights as small integers plus a few floats per group.
+
+* :func:`quantize_weight` / :func:`dequantize`: one matrix, by name of scheme (``"int8"``, ``"int4"``, and GGUF's
+  block formats ``"q8_0"``, ``"q4_0"``, ``"q4_1"``, bit for bit as llama.cpp writes them);
+* :class:`QuantizedLinear`: a linear layer that keeps its weight quantized, with PyTorch's int8/int4 kernels where
+  they agree with the plain path and are faster on the running machine (:func:`choose_kernels`);
+* :func:`quantize_model`: module surgery replacing a model's linear layers (round-to-nearest);
+  :func:`gptq_quantize_model`: the same with GPTQ's error-compensating updates, from calibration text.
+
+>>> model = quantize_model(model, "int8")                 # per-channel absmax, PyTorch's int8 kernel if faster
+>>> model = quantize_model(model, "int4", group_size=128)
+"""
+
+from .blocks import BITS_PER_WEIGHT, FORMATS, from_gguf_bytes, quantize_block_format, round_half_away, to_gguf_bytes
+from .gptq import HessianAccumulator, gptq_quantize, gptq_quantize_model
+from .grid import Grid
+from .int4 import quantize_int4
+from .int8 import quantize_int8
+from .kernels import KERNELS, PLAIN, choose_kernels, kernel_candidates, set_kernel
+from .linear import QuantizedLinear
+from .model import dequantized_copy, quantize_model, replace_linears, selected_linears
+from .rtn import PER_CHANNEL, quantize_rtn
+from .schemes import SCHEMES, quantize_weight
+from .weight import QuantizedWeight, dequantize, pack_int4, unpack_int4
+
+__all__ = [
+    "BITS_PER_WEIGHT",
+    "FORMATS",
+    "KERNELS",
+    "PER_CHANNEL",
+    "PLAIN",
+    "SCHEMES",
+    "Grid",
+    "HessianAccumulator",
+    "QuantizedLinear",
+    "QuantizedWeight",
+    "choose_kernels",
+    "dequantize",
+    "dequantized_copy",
+    "from_gguf_bytes",
+    "gptq_quantize",
+    "gptq_quantize_model",
+    "kernel_candidates",
+    "pack_int4",
+    "quantize_block_format",
+    "quantize_int4",
+    "quantize_int8",
+    "quantize_model",
+    "quantize_rtn",
+    "quantize_weight",
+    "replace_linears",
+    "round_half_away",
+    "selected_linears",
+    "set_kernel",
+    "to_gguf_bytes",
+    "unpack_int4",
+]

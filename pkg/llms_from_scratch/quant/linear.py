@@ -1,0 +1,79 @@
+"""A linear layer whose weight stays quantized in memory: integer codes plus per-group scales.
+
+``forward`` computes ``x @ W^T + b`` with ``W`` the dequantized weight. The plain path does exactly that
+(dequantize, then ``F.linear``) and is always available and always correct; it is what training through the
+layer (gradients for ``x``) and any input that no kernel was measured for take. A faster kernel from PyTorch
+(:mod:`.kernels`) is used only after :func:`~.kernels.choose_kernels` found that it agrees with the plain path on
+this layer and beats it on this machine, and only for the number of input rows and the dtype it was measured with.
+
+The codes and scales are buffers, not parameters: they are saved in the state dict and moved by ``.to(device)``,
+and an optimizer never sees them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kernels import KERNELS, PLAIN
+from .schemes import quantize_weight
+from .weight import QuantizedWeight, dequantize
+
+
+class QuantizedLinear(nn.Module):
+    """``nn.Linear``'s computation with a :class:`~.weight.QuantizedWeight` (rows = out_features)."""
+
+    def __init__(self, weight: QuantizedWeight, bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.bits, self.group_size, self.scheme = weight.bits, weight.group_size, weight.scheme
+        self.register_buffer("codes", weight.codes)
+        self.register_buffer("scales", weight.scales)
+        zeros_tensor = isinstance(weight.zeros, torch.Tensor)
+        self.register_buffer("zeros", weight.zeros if zeros_tensor else None)
+        self.zero_point = None if zeros_tensor else int(weight.zeros)
+        self.register_buffer("minimums", weight.minimums)
+        self.register_buffer("bias", None if bias is None else bias.detach().clone())
+        # the kernel chosen by kernels.choose_kernels, the input rows and dtype it was measured for, its own
+        # layout of the weight (derived from the codes, so not saved) and how far it was from the plain path
+        self.kernel = PLAIN
+        self.kernel_rows = 0
+        self.kernel_dtype: torch.dtype | None = None
+        self.kernel_error = 0.0
+        self.register_buffer("kernel_weight", None, persistent=False)
+        self.register_buffer("kernel_scales", None, persistent=False)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, scheme: str, group_size: int | None = None,
+                    symmetric: bool | None = None) -> QuantizedLinear:
+        """Quantize ``linear``'s weight by round-to-nearest with the named scheme (see ``quantize_weight``)."""
+        return cls(quantize_weight(linear.weight, scheme, group_size, symmetric), linear.bias)
+
+    def quantized_weight(self) -> QuantizedWeight:
+        zeros = self.zeros if self.zeros is not None else self.zero_point
+        return QuantizedWeight(self.codes, self.scales, self.bits, self.group_size, zeros, self.minimums, self.scheme)
+
+    def dequantize(self, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The weight as a float matrix (out_features, in_features)."""
+        return dequantize(self.quantized_weight(), dtype)
+
+    def plain_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Dequantize the weight and multiply: the reference every kernel is checked against."""
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.dequantize(x.dtype), bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel == PLAIN or x.dtype != self.kernel_dtype or (torch.is_grad_enabled() and x.requires_grad):
+            return self.plain_forward(x)
+        rows = x.reshape(-1, self.in_features)  # (tokens, in_features)
+        if rows.shape[0] != self.kernel_rows:
+            return self.plain_forward(x)
+        y = KERNELS[self.kernel].run(self, rows, self.kernel_weight, self.kernel_scales)
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, scheme={self.scheme}, "
+                f"bits={self.bits}, group_size={self.group_size}, bias={self.bias is not None}, kernel={self.kernel}")
