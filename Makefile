@@ -1,6 +1,7 @@
 # Two commands do all the work, on a fresh machine too:
-#   make lab    create .venv if needed, install, and open the book in JupyterLab
-#   make test   create .venv if needed, install, and run every test and every notebook (quick mode)
+#   make lab        create .venv if needed, install, and open the book in JupyterLab
+#   make test       create .venv if needed, install, and run every test and every notebook (quick mode)
+#   make test-fast  the same install, then the tests in tests/ without those marked slow and without notebooks
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -17,7 +18,7 @@ TORCH_SPEC ?= torch
 LLMS_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
 export LLMS_DATA_MIRROR
 
-.PHONY: lab test lint venv clean
+.PHONY: lab test test-fast lint venv clean
 
 $(VENV)/.installed: requirements.txt pkg/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,11 +31,13 @@ venv: $(VENV)/.installed
 lab: venv
 	$(BIN)/jupyter lab README.md
 
-# tiktoken downloads its GPT-2 files on first use; a mirror's ready tiktoken cache makes that work offline.
+# tiktoken downloads its GPT-2 files on first use; conftest.py gives it a copy of the mirror's ready cache.
 test: venv
-	@if [ -z "$$TIKTOKEN_CACHE_DIR" ] && [ -d "$(LLMS_DATA_MIRROR)/tiktoken_cache" ]; then \
-	  mkdir -p .cache/tiktoken && cp -r "$(LLMS_DATA_MIRROR)/tiktoken_cache/." .cache/tiktoken/; fi
-	TIKTOKEN_CACHE_DIR="$${TIKTOKEN_CACHE_DIR:-$(abspath .cache/tiktoken)}" $(PY) -m pytest
+	$(PY) -m pytest
+
+# end-to-end training and real checkpoints are marked slow (see pytest.ini); `make test` still runs them
+test-fast: venv
+	$(PY) -m pytest tests -m "not slow"
 
 lint: venv
 	$(BIN)/ruff check .

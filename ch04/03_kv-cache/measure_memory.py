@@ -120,7 +120,7 @@ def child(spec: dict) -> dict:
 
     import llms_from_scratch.generation  # noqa: F401
     import llms_from_scratch.models  # noqa: F401
-    from llms_from_scratch.models.gguf_file import _cached_reader
+    from llms_from_scratch.files.gguf import cached_reader
     from llms_from_scratch.nn import prepare_for_decoding
 
     torch.set_num_threads(spec["threads"])
@@ -132,11 +132,12 @@ def child(spec: dict) -> dict:
     after_load = _settle()
     out = {"baseline": baseline, "load_peak": load_peak, "after_load": after_load,
            "after_load_file": _status("RssFile"), "weights": weight_bytes(model),
-           "gguf_readers_cached": _cached_reader.cache_info().currsize}
+           "gguf_readers_cached": cached_reader.cache_info().currsize}
     if spec["kind"] == "generate":
         _reset_peak()
         if impl == "ours":
-            prepare_for_decoding(model, batch_size=spec["batch"])
+            # returns a new model that shares the weights (fused projections are extra copies)
+            model = prepare_for_decoding(model, batch_size=spec["batch"])
         out["prepare_peak"] = _status("VmHWM")
         out["after_prepare"] = _settle()
         out["weights_after_prepare"] = weight_bytes(model)

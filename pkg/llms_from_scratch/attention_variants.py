@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llms_from_scratch.ch03 import CausalAttention, MultiHeadAttention, _check_length
+from llms_from_scratch.ch03 import CausalAttention, MultiHeadAttention, check_length
 
 __all__ = [
     "MHAWrapper",
@@ -136,7 +136,7 @@ class MHACombinedQKV(_FromMHA):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, num_tokens, _ = x.shape
-        _check_length(num_tokens, self.context_length)
+        check_length(num_tokens, self.context_length)
         qkv = self.qkv(x)  # (b, num_tokens, 3 * d_out)
         qkv = qkv.view(b, num_tokens, 3, self.num_heads, self.head_dim)
         qkv = qkv.permute(2, 0, 3, 1, 4)  # (3, b, num_heads, num_tokens, head_dim)
@@ -185,7 +185,7 @@ class MHAEinsum(_FromMHA):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
-        _check_length(n, self.context_length)
+        check_length(n, self.context_length)
         q = torch.einsum("bni,io->bno", x, self.W_query)  # (b, n, d_out)
         k = torch.einsum("bni,io->bno", x, self.W_key)
         v = torch.einsum("bni,io->bno", x, self.W_value)
@@ -228,7 +228,7 @@ class MHAPyTorchSDPA(MHACombinedQKV):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, num_tokens, _ = x.shape
-        _check_length(num_tokens, self.context_length)
+        check_length(num_tokens, self.context_length)
         qkv = self.qkv(x).view(b, num_tokens, 3, self.num_heads, self.head_dim)
         queries, keys, values = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # 3 x (b, num_heads, num_tokens, head_dim)
 
@@ -263,7 +263,7 @@ class MHAPyTorchClass(_FromMHA):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         num_tokens = x.shape[1]
-        _check_length(num_tokens, self.context_length)
+        check_length(num_tokens, self.context_length)
         # need_weights=False lets PyTorch use its fused attention kernel; in attn_mask True means "may not attend"
         out, _ = self.mha(x, x, x, attn_mask=self.mask[:num_tokens, :num_tokens], need_weights=False)
         return out

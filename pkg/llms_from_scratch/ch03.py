@@ -68,7 +68,7 @@ class SelfAttention_v2(nn.Module):
         return attn_weights @ values
 
 
-def _check_length(num_tokens: int, context_length: int) -> None:
+def check_length(num_tokens: int, context_length: int) -> None:
     if num_tokens > context_length:
         raise ValueError(
             f"the input has {num_tokens} tokens but the attention mask was built for context_length="
@@ -93,7 +93,7 @@ class CausalAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, num_tokens, d_in = x.shape
-        _check_length(num_tokens, self.context_length)
+        check_length(num_tokens, self.context_length)
         keys = self.W_key(x)
         queries = self.W_query(x)
         values = self.W_value(x)
@@ -157,7 +157,7 @@ class MultiHeadAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, num_tokens, d_in = x.shape
-        _check_length(num_tokens, self.context_length)
+        check_length(num_tokens, self.context_length)
 
         keys = self.W_key(x)  # (b, num_tokens, d_out)
         queries = self.W_query(x)

@@ -5,7 +5,7 @@ evaluates every few steps and prints a sample after each epoch, and a plot of th
 tokens seen. :func:`generate` adds temperature, top-k and (beyond the book) top-p sampling to chapter 4's
 greedy loop. Loading OpenAI's weights lives in :mod:`llms_from_scratch.gpt2_weights` (``download_and_load_gpt2``,
 ``load_weights_into_gpt``, ``load_gpt2_params_from_tf_ckpt``); saving and resuming training in
-:mod:`llms_from_scratch.checkpoints`. Both are re-exported here under the book's names, beside the book's
+:mod:`llms_from_scratch.training.checkpoints`. Both are re-exported here under the book's names, beside the book's
 ``assign`` and ``download_file``.
 """
 
@@ -24,7 +24,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import load_checkpoint, load_model_state_dict, save_checkpoint, unwrap_model
 from .data import AssetUnavailableError, list_assets, mirror_dir
 from .gpt2_weights import (
     GPT2_BASE_CONFIG,
@@ -36,6 +35,7 @@ from .gpt2_weights import (
     load_gpt2_params_from_tf_ckpt,
     load_weights_into_gpt,
 )
+from .training.checkpoints import load_checkpoint, load_model_state_dict, save_checkpoint, unwrap_model
 
 __all__ = [
     "GPT2_BASE_CONFIG",

@@ -9,27 +9,27 @@ beside the target and are renamed into place, so an interrupted download leaves 
 from __future__ import annotations
 
 import ast
-import http.client
-import os
+import json
 import shutil
-import tempfile
 import types
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-import nbformat
-from tqdm import tqdm
-
-from llms_from_scratch.data import MIRROR_ENV, Asset, AssetUnavailableError, fetch_asset, list_assets, mirror_dir
+from llms_from_scratch.data import (
+    MIRROR_ENV,
+    Asset,
+    AssetUnavailableError,
+    DownloadError,
+    download_url,
+    fetch_asset,
+    list_assets,
+    mirror_dir,
+)
 from llms_from_scratch.data.download import DEFAULT_TIMEOUT
+from llms_from_scratch.files import atomic_path
 
 __all__ = ["download_file", "import_definitions_from_notebook"]
-
-_CHUNK = 1 << 20
-
 
 def download_file(url: str, out_dir: str | Path = ".", *, timeout: float = DEFAULT_TIMEOUT,
                   quiet: bool = False) -> Path:
@@ -57,8 +57,8 @@ def download_file(url: str, out_dir: str | Path = ".", *, timeout: float = DEFAU
         return dest
 
     try:
-        _download(url, dest, timeout=timeout, quiet=quiet)
-    except _DownloadFailed as exc:
+        download_url(url, dest, timeout=timeout, quiet=quiet)
+    except DownloadError as exc:
         mirror_note = f"{MIRROR_ENV} is not set" if mirror is None else f"{mirror / filename} does not exist"
         raise AssetUnavailableError(
             f"could not download {url}: {exc} ({mirror_note}). Supply the file by hand: set {MIRROR_ENV} to a "
@@ -76,53 +76,8 @@ def _asset_for_url(url: str) -> Asset | None:
 
 
 def _copy_atomically(source: Path, dest: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, _CHUNK)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-class _DownloadFailed(Exception):
-    """The URL did not deliver the whole file; the message says why."""
-
-
-def _download(url: str, dest: Path, *, timeout: float, quiet: bool) -> None:
-    """Stream ``url`` into a temporary file beside ``dest`` and rename it into place once it is complete.
-
-    The data layer streams its registered assets the same way (``data/download.py``); it has no public function
-    for a URL without a known checksum, hence this local copy of the loop.
-    """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
-    request = urllib.request.Request(url, headers={"User-Agent": "llms-from-scratch"})
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            received = 0
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, disable=quiet, leave=False) as bar:
-                while block := response.read(_CHUNK):
-                    out.write(block)
-                    received += len(block)
-                    bar.update(len(block))
-            if total is not None and received < total:
-                raise _DownloadFailed(f"connection closed after {received:,} of {total:,} bytes")
-    except urllib.error.HTTPError as exc:
-        raise _DownloadFailed(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise _DownloadFailed(f"could not connect ({exc.reason})") from None
-    except TimeoutError:
-        raise _DownloadFailed(f"timed out after {timeout:g} s without data") from None
-    except (OSError, http.client.HTTPException) as exc:  # reset connections, IncompleteRead, bad status lines
-        raise _DownloadFailed(f"connection broke off ({exc.__class__.__name__}: {exc})") from None
-    else:
-        os.replace(tmp, dest)  # atomic: dest is either absent or complete
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(dest) as tmp:
+        shutil.copyfile(source, tmp)
 
 
 # ------------------------------------------------------------------------------------ definitions of a notebook
@@ -153,14 +108,18 @@ def import_definitions_from_notebook(nb_dir_or_path: str | Path, notebook_name: 
     if not path.is_file():
         raise FileNotFoundError(f"no notebook at {path}; pass the notebook's path, or its folder and notebook_name")
 
-    notebook = nbformat.read(path, as_version=4)
+    # a notebook is JSON (nbformat 4): reading it directly keeps nbformat out of the runtime dependencies
+    with open(path, encoding="utf-8") as f:
+        cells = json.load(f).get("cells", [])
     module = types.ModuleType(path.stem.replace("-", "_").replace(" ", "_"))
     module.__file__ = str(path)
     module.__dict__.update(extra_globals or {})
-    for index, cell in enumerate(notebook.cells):
-        if cell.cell_type != "code":
+    for index, cell in enumerate(cells):
+        if cell.get("cell_type") != "code":
             continue
-        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        text = cell.get("source", "")
+        text = "".join(text) if isinstance(text, list) else text  # stored as a list of lines or one string
+        source = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith(("%", "!")))
         try:
             tree = ast.parse(source)
         except SyntaxError as exc:

@@ -7,7 +7,6 @@ import inspect
 import pytest
 import torch
 from torch.utils.data import DataLoader, Subset
-from torch_threads import one_thread  # noqa: F401 (a fixture)
 
 from llms_from_scratch import appendix_d
 from llms_from_scratch.ch02 import create_dataloader_v1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch_threads import one_thread  # noqa: F401  (fixture)
 
 from llms_from_scratch.ch03 import MultiHeadAttention, PyTorchMultiHeadAttention
 from llms_from_scratch.ch04 import (

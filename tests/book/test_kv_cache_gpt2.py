@@ -10,7 +10,6 @@ import nbformat
 import pytest
 import torch
 from notebook_defs import load_notebook_definitions
-from torch_threads import one_thread  # noqa: F401  (fixture)
 
 from llms_from_scratch import ch04
 from llms_from_scratch.kv_cache import gpt2

@@ -16,7 +16,6 @@ import pytest
 import torch
 from notebook_defs import load_notebook_definitions
 from safetensors.torch import load_file
-from torch_threads import one_thread  # noqa: F401  (fixture)
 
 from llms_from_scratch import ch04, llama3
 from llms_from_scratch.kv_cache import generate as kv_generate
@@ -157,6 +156,16 @@ def test_rope_scaling_changes_only_long_wavelengths():
     torch.testing.assert_close(plain_sin[1:, 7] / scaled_sin[1:, 7], torch.full((7,), 32.0))
     with pytest.raises(ValueError, match="even"):
         llama3.compute_rope_params(15)
+
+
+def test_rescale_theta_scales_the_base_with_the_context():
+    # Llama 3.2's base for 131,072 tokens, brought to Llama 3's 8,192 and back
+    assert llama3.rescale_theta(500_000.0, 131_072, 8192) == 31_250.0
+    assert llama3.rescale_theta(31_250.0, context_length_old=8192, context_length_new=131_072) == 500_000.0
+    # the slowest pair then makes nearly the same fraction of a turn over the shorter context
+    old_angle = 131_071 * llama3.rescale_theta(500_000.0, 1, 1) ** (-62 / 64)
+    new_angle = 8191 * llama3.rescale_theta(500_000.0, 131_072, 8192) ** (-62 / 64)
+    assert 0.9 < new_angle / old_angle < 1.0
 
 
 ZOO_CASES = {
@@ -300,6 +309,7 @@ def test_loading_an_untied_checkpoint_unties_a_tied_model():
 SIGNATURES = [
     ("compute_rope_params", ["head_dim", "theta_base", "context_length", "freq_config", "dtype"],
      {"theta_base": 10_000, "context_length": 4096, "freq_config": None, "dtype": torch.float32}),
+    ("rescale_theta", ["theta_old", "context_length_old", "context_length_new"], {}),
     ("apply_rope", ["x", "cos", "sin", "offset"], {"offset": 0}),
     ("Llama3Model", ["cfg"], {}),
     ("Llama3ModelFast", ["cfg"], {}),

@@ -16,7 +16,6 @@ import urllib.request
 import pytest
 import torch
 from local_http import Reply, serve
-from torch_threads import one_thread  # noqa: F401 (a fixture)
 
 from llms_from_scratch import ch07
 from llms_from_scratch.models import build_model, get_config

@@ -16,7 +16,6 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from torch_threads import one_thread  # noqa: F401  (fixture)
 
 import llms_from_scratch.qwen3 as book
 from llms_from_scratch.ch04 import generate_text_simple

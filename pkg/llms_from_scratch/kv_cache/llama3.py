@@ -33,6 +33,7 @@ from ..llama3 import (  # noqa: F401  (re-exported: the book imports these from 
     clean_text,
     compute_rope_params,
     load_weights_into_llama,
+    rescale_theta,
 )
 from .qwen3 import check_context_length
 from .utils import KVCache
@@ -45,6 +46,7 @@ __all__ = [
     "TransformerBlock",
     "Llama3Model",
     "compute_rope_params",
+    "rescale_theta",
     "apply_rope",
     "GroupedQueryAttentionFast",
     "TransformerBlockFast",

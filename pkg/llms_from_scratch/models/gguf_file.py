@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files.gguf import cached_reader as _cached_reader  # noqa: F401  (the old name; measure_memory.py reads it)
 from ..files.gguf import gguf_field, open_gguf
 from .checkpoint_io import check_device_dtype, expected_shapes, load_state_dict_into, tied_names
 from .config import ModelConfig

@@ -158,6 +158,7 @@ def convert_to_ours(
     shared = set(shared)
     out: dict[str, torch.Tensor] = {}
     unused, bad_shapes = [], []
+    offered: set[str] = set()  # model tensors the checkpoint has an entry for, right shape or not
     for name in names:
         key = name
         for prefix in strip_prefixes:
@@ -183,10 +184,12 @@ def convert_to_ours(
             parts, targets = [tensor], (entry.ours,)
         if len(parts) != len(targets):
             bad_shapes.append(f"{name}: shape {tuple(tensor.shape)} cannot be split into {len(targets)} equal parts")
+            offered.update(targets)
             continue
         for target, part in zip(targets, parts):
             if target in shared:
                 continue
+            offered.add(target)
             want = expected.get(target)
             if want is None:
                 unused.append(name)
@@ -196,7 +199,10 @@ def convert_to_ours(
                 )
             else:
                 out[target] = _own_memory(part, source)
-    missing = sorted(set(expected) - set(out) - set(optional))
+    # a wrongly shaped tensor is reported once, as such, not again as missing; a split tensor that has no place
+    # in the model is listed once, not once per part
+    missing = sorted(set(expected) - set(out) - offered - set(optional))
+    unused = list(dict.fromkeys(unused))
     if unused or missing or bad_shapes:
         raise WeightMismatchError(_mismatch_message(cfg, unused, missing, bad_shapes))
     return out

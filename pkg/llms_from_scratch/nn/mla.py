@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kv_cache import KVCache
+from .kv_cache import KVCacheBase
 from .norms import RMSNorm
 from .rope import apply_rope
 
@@ -88,7 +88,7 @@ class MultiHeadLatentAttention(nn.Module):
         x: torch.Tensor,
         mask: torch.Tensor | None,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-        cache: KVCache | None = None,
+        cache: KVCacheBase | None = None,
         layer: int = 0,
     ) -> torch.Tensor:
         """``x`` (batch, tokens, d_in) -> (batch, tokens, d_in); same contract as ``GroupedQueryAttention``."""

@@ -50,6 +50,27 @@ class HessianAccumulator:
         self.add(inputs[0])
 
 
+class _SharedHessians:
+    """One :class:`HessianAccumulator` per distinct input: layers called one after the other on the very same
+    input tensor (query, key and value; SwiGLU's gate and up) share one instead of computing it again."""
+
+    def __init__(self) -> None:
+        self.accumulators: dict[str, HessianAccumulator] = {}
+        self._last: tuple[torch.Tensor, HessianAccumulator] | None = None
+
+    def hook(self, name: str) -> Callable:
+        def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            x = inputs[0]
+            if self._last is not None and x is self._last[0]:
+                self.accumulators.setdefault(name, self._last[1])  # already added by the previous layer
+                return
+            acc = self.accumulators.setdefault(name, HessianAccumulator(x.shape[-1], x.device))
+            acc.add(x)
+            self._last = (x, acc)
+
+        return record
+
+
 def _block_size(cols: int, group: int, requested: int) -> int:
     """A block size near ``requested`` with group boundaries on block boundaries."""
     if group <= requested:
@@ -140,13 +161,14 @@ def gptq_quantize_model(model: nn.Module, calibration: Iterable[torch.Tensor], s
     todo = dict(selected_linears(model, head))
 
     def quantize_layers(names: list[str], run: Callable[[], object]) -> None:
-        accumulators = {n: HessianAccumulator(todo[n].in_features, todo[n].weight.device) for n in names}
-        handles = [todo[n].register_forward_hook(accumulators[n].hook) for n in names]
+        hessians = _SharedHessians()
+        handles = [todo[n].register_forward_hook(hessians.hook(n)) for n in names]
         try:
             run()
         finally:
             for handle in handles:
                 handle.remove()
+        accumulators = hessians.accumulators
         for n in names:
             linear = todo.pop(n)
             qw = gptq_quantize(linear.weight, accumulators[n].hessian, grid, group_size, block_size, damp, scheme)

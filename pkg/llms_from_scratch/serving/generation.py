@@ -8,9 +8,10 @@ Batched prompts of different lengths are left-padded and passed with an ``attent
 token); each row then yields exactly the tokens it yields alone. :func:`stream` produces the same tokens one
 step at a time, for printing text as it arrives.
 
-On a CPU, ``llms_from_scratch.nn.prepare_for_decoding(model, batch_size=...)`` (once, before generating) makes
-every linear layer use the matrix-product kernel that was fastest for its number of input rows; it changes no
-values (see ``nn/decode_layout.py``).
+On a CPU, ``model = llms_from_scratch.nn.prepare_for_decoding(model, batch_size=...)`` (once, before generating)
+returns a model that shares the weights and uses, layer by layer, the matrix-product kernels that measured fastest
+on this machine for that batch size, or the plain model where none beat it (see ``nn/autotune.py``); the values it
+computes are those of plain ``F.linear``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from .server import MAX_BODY, ChatService, RequestError
+from .chat_service import MAX_BODY, ChatService, RequestError
 
 ROUTES = {("POST", "/api/chat"), ("GET", "/api/tags")}
 # Ollama's defaults for what a request leaves out (num_predict -1: until the end of the reply or the context)

@@ -1,0 +1,45 @@
+"""The zoo's bonus notebooks agree with the package: their hand-written pieces equal the package's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from notebook_defs import load_notebook_definitions
+
+from llms_from_scratch.models import build_model, get_config
+from llms_from_scratch.nn import GroupedQueryAttention, KVCache
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_hand_built_llama_block_equals_the_package_block():
+    nb = load_notebook_definitions(ROOT / "ch05/07_gpt_to_llama/gpt-to-llama.ipynb")
+    cfg = get_config("llama3.1-8b", emb_dim=64, n_layers=1, n_heads=4, n_kv_groups=2, hidden_dim=96,
+                     vocab_size=100)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    block = nb.LlamaBlock(cfg.emb_dim, cfg.n_heads, cfg.n_kv_groups, cfg.resolved_head_dim, cfg.hidden_dim)
+    block.load_state_dict(model.trf_blocks[0].state_dict())
+    x, pos = torch.randn(2, 9, 64), torch.arange(9).expand(2, 9)
+    rope = model.rope(pos, x.dtype)
+    with torch.no_grad():
+        assert torch.equal(block(x, rope), model.trf_blocks[0](x, None, rope, None))
+
+
+def test_kv_cache_estimate_equals_the_allocated_cache():
+    nb = load_notebook_definitions(ROOT / "ch04/03_kv-cache/kv-cache.ipynb")
+    cfg = get_config("qwen3-0.6b", n_layers=3)
+    cache = KVCache(cfg.n_layers, 2, cfg.n_kv_groups, cfg.head_dim, 64, dtype=torch.bfloat16)
+    assert nb.kv_cache_bytes(cfg, 64, batch_size=2) == cache.keys.nbytes + cache.values.nbytes
+
+
+def test_naive_gqa_of_the_notebook_equals_the_package():
+    nb = load_notebook_definitions(ROOT / "ch04/04_gqa/gqa.ipynb")
+    torch.manual_seed(0)
+    x = torch.randn(1, 5, 32)
+    for groups in (4, 2, 1):
+        att = GroupedQueryAttention(32, 4, groups, 8).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(nb.naive_attention(att, x), att(x, None), atol=1e-6, rtol=1e-5)
+    assert nb.kv_bytes(32, 8, 128, 131072) == 16 * 2**30

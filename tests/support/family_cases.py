@@ -1,0 +1,68 @@
+"""The model-zoo family cases: every decoder family, as a registered config shrunk to 2-3 layers.
+
+Each case keeps what makes its family distinctive: GQA and MQA; llama3 RoPE scaling and YaRN with small original
+lengths, so positions run past them; QK-norm; tied and untied heads; a sliding window of 4 keys that prompts and
+generations run far past (through the ring-buffer cache), alone and mixed with full-attention layers; 8 experts
+with top-3 softmax routing; DeepSeek's latent attention with a dense first layer, 8 experts in 4 groups of which
+2 stay eligible, a correction bias and a shared expert, with and without the low-rank query (V2-Lite style).
+
+Adding a family adds one line here; ``tests/zoo/families/test_against_transformers.py`` then checks it.
+"""
+
+from __future__ import annotations
+
+from llms_from_scratch.models import get_config
+from llms_from_scratch.nn import MLAConfig, MoEConfig, RopeScaling
+
+SMALL = dict(vocab_size=512, emb_dim=64, n_layers=2, hidden_dim=96)
+
+_MLA = MLAConfig(kv_lora_rank=16, qk_nope_head_dim=16, qk_rope_head_dim=8, v_head_dim=12, q_lora_rank=24,
+                 mscale_all_dim=1.0)
+_DEEPSEEK_MOE = MoEConfig(n_experts=8, n_experts_per_tok=2, hidden_dim=32, scoring="sigmoid", n_groups=4,
+                          topk_groups=2, routed_scaling=2.5, n_shared_experts=1, correction_bias=True,
+                          first_dense_layers=1)
+_DEEPSEEK_ROPE = RopeScaling("yarn", factor=8.0, original_context_length=16, attention_factor=1.0)
+
+CASES = {
+    "gpt2-124m": get_config("gpt2-124m", **SMALL, n_heads=4, context_length=64),
+    "llama2-7b": get_config("llama2-7b", **SMALL, n_heads=4, n_kv_groups=4, context_length=256),
+    "llama3.1-8b": get_config(
+        "llama3.1-8b", **SMALL, n_heads=4, n_kv_groups=2, context_length=256,
+        rope_scaling=RopeScaling("llama3", factor=8.0, original_context_length=16),
+    ),
+    "llama3.2-1b": get_config(
+        "llama3.2-1b", **SMALL, n_heads=4, n_kv_groups=2, head_dim=16, context_length=256,
+        rope_scaling=RopeScaling("llama3", factor=32.0, original_context_length=16),
+    ),
+    "smollm2-135m-instruct": get_config(
+        "smollm2-135m-instruct", **{**SMALL, "emb_dim": 72}, n_heads=3, n_kv_groups=1, context_length=256
+    ),
+    "qwen3-0.6b": get_config("qwen3-0.6b", **SMALL, n_heads=4, n_kv_groups=2, context_length=256),
+    "qwen3-8b": get_config("qwen3-8b", **SMALL, n_heads=4, n_kv_groups=2, head_dim=16, context_length=256),
+    "qwen3-0.6b-sliding": get_config(
+        "qwen3-0.6b", **SMALL, n_heads=4, n_kv_groups=2, context_length=256, sliding_window=4,
+        layer_types=("full", "sliding"),
+    ),
+    "qwen3-0.6b-yarn": get_config(
+        "qwen3-0.6b", **SMALL, n_heads=4, n_kv_groups=2, context_length=256,
+        rope_scaling=RopeScaling("yarn", factor=4.0, original_context_length=32),
+    ),
+    "mistral-7b-v0.1": get_config(
+        "mistral-7b-v0.1", **SMALL, n_heads=4, n_kv_groups=2, head_dim=16, context_length=128, sliding_window=4
+    ),
+    "mistral-7b-instruct-v0.3": get_config(
+        "mistral-7b-instruct-v0.3", **SMALL, n_heads=4, n_kv_groups=1, head_dim=16, context_length=128
+    ),
+    "qwen3-30b-a3b": get_config(
+        "qwen3-30b-a3b", **SMALL, n_heads=4, n_kv_groups=2, head_dim=16, context_length=128,
+        moe=MoEConfig(n_experts=8, n_experts_per_tok=3, hidden_dim=32),
+    ),
+    "deepseek-v3": get_config(
+        "deepseek-v3", **{**SMALL, "n_layers": 3}, n_heads=4, head_dim=24, context_length=128, mla=_MLA,
+        moe=_DEEPSEEK_MOE, rope_scaling=_DEEPSEEK_ROPE,
+    ),
+    "deepseek-v3-no-q-lora": get_config(
+        "deepseek-v3", **SMALL, n_heads=4, head_dim=24, context_length=128,
+        mla=MLAConfig(**{**_MLA.__dict__, "q_lora_rank": None}), moe=_DEEPSEEK_MOE, rope_scaling=_DEEPSEEK_ROPE,
+    ),
+}
