@@ -167,10 +167,11 @@ class GroupedQueryAttention(nn.Module):
         self.group_size = num_heads // num_kv_groups
         self.head_dim = d_out // num_heads
 
-        self.W_query = nn.Linear(d_in, d_out, bias=False, dtype=dtype)
-        # keys and values are only num_kv_groups heads wide: this is where GQA saves parameters and cache memory
+        # keys and values are only num_kv_groups heads wide: this is where GQA saves parameters and cache memory.
+        # (Created before the queries, in the book's order, so a seed gives the book's random weights.)
         self.W_key = nn.Linear(d_in, num_kv_groups * self.head_dim, bias=False, dtype=dtype)
         self.W_value = nn.Linear(d_in, num_kv_groups * self.head_dim, bias=False, dtype=dtype)
+        self.W_query = nn.Linear(d_in, d_out, bias=False, dtype=dtype)
         self.out_proj = nn.Linear(d_out, d_out, bias=False, dtype=dtype)
 
     def project(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,

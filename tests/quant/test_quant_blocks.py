@@ -113,3 +113,23 @@ def test_rows_must_split_into_whole_blocks():
         quantize_block_format(torch.randn(4, 64), "q5_0")
     with pytest.raises(ValueError, match="do not hold"):
         from_gguf_bytes(np.zeros(10, dtype=np.uint8), "q8_0", (1, 32))
+
+
+def test_the_smollm2_file_reads_and_requantizes_to_its_own_bytes():
+    """Real blocks written by llama.cpp's converter: reading them, dequantizing and quantizing again gives the
+    file's bytes back (Q4_1 layers and the Q8_0 token embedding)."""
+    from llms_from_scratch.data import AssetUnavailableError, fetch
+    from llms_from_scratch.files.gguf import open_gguf
+
+    try:
+        path = fetch("smollm2-135m-instruct-gguf", quiet=True)
+    except AssetUnavailableError as exc:
+        pytest.skip(f"the SmolLM2 GGUF file is not available here: {str(exc).splitlines()[0]}")
+    tensors = {t.name: t for t in open_gguf(path).tensors}
+    for name in ("blk.0.attn_q.weight", "blk.29.ffn_down.weight", "token_embd.weight"):
+        t = tensors[name]
+        fmt = t.tensor_type.name.lower()
+        stored = np.asarray(t.data)
+        read = from_gguf_bytes(stored, fmt, (int(t.shape[1]), int(t.shape[0])))
+        assert np.array_equal(dequantize(read).numpy(), gguf_dequantize(stored, t.tensor_type))
+        assert np.array_equal(to_gguf_bytes(quantize_block_format(dequantize(read), fmt)), stored), name

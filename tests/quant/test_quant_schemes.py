@@ -99,6 +99,14 @@ def test_four_bit_codes_pack_two_per_byte_and_back():
         pack_int4(torch.full((1, 2), 16))
 
 
+@pytest.mark.parametrize("scheme", ["int8", "int4", "q4_1"])
+def test_selecting_rows_keeps_the_weight_quantized(scheme):
+    w = weights()
+    order = torch.randperm(w.shape[0], generator=torch.Generator().manual_seed(3))
+    qw = quantize_weight(w, scheme)
+    assert torch.equal(dequantize(qw.select_rows(order)), dequantize(qw)[order])
+
+
 def test_scheme_names_and_arguments_are_checked():
     w = weights()
     assert quantize_weight(w, "int4").group_size == 32

@@ -138,11 +138,7 @@ class GPTModel(nn.Module):
         self.trf_blocks = nn.ModuleList([TransformerBlock(cfg) for _ in range(cfg["n_layers"])])
         self.final_norm = LayerNorm(cfg["emb_dim"])
         self.out_head = nn.Linear(cfg["emb_dim"], cfg["vocab_size"], bias=False)
-
-    @property
-    def current_pos(self) -> int:
-        """How many tokens the cache holds, which is also the position of the next token."""
-        return self.trf_blocks[0].att.cached_tokens
+        self.current_pos = 0  # tokens in the cache after the last pass: the position of the next token
 
     def forward(self, in_idx: torch.Tensor, use_cache: bool = False, cache: KVCache | None = None) -> torch.Tensor:
         """Next-token logits ``(batch, num_tokens, vocab_size)`` for token ids ``(batch, num_tokens)``.
@@ -157,7 +153,8 @@ class GPTModel(nn.Module):
                 block.att.cache_k, block.att.cache_v = cache.get(i) or (None, None)
 
         batch_size, seq_len = in_idx.shape
-        past = self.current_pos if use_cache else 0
+        # the cache itself says how many tokens come before in_idx, so the count cannot drift out of step with it
+        past = self.trf_blocks[0].att.cached_tokens if use_cache else 0
         check_context_length(past + seq_len, self.pos_emb.num_embeddings)  # before any layer changes its cache
         pos_embeds = self.pos_emb(torch.arange(past, past + seq_len, device=in_idx.device))  # (seq_len, emb_dim)
         x = self.tok_emb(in_idx) + pos_embeds
@@ -167,6 +164,8 @@ class GPTModel(nn.Module):
             x = block(x, use_cache=use_cache)
             if cache is not None:
                 cache.update(i, (block.att.cache_k, block.att.cache_v))
+        if use_cache:
+            self.current_pos = past + seq_len
 
         x = self.final_norm(x)
         return self.out_head(x)
@@ -174,6 +173,7 @@ class GPTModel(nn.Module):
     def reset_kv_cache(self) -> None:
         for block in self.trf_blocks:
             block.att.reset_cache()
+        self.current_pos = 0
 
 
 def generate_text_simple_cached(model: GPTModel, idx: torch.Tensor, max_new_tokens: int,

@@ -172,8 +172,13 @@ def _choose_for_kind(layers: list[nn.Module], rows: int, dtype: torch.dtype, bud
     best = min(times, key=times.get)
     if best == PLAIN or times[best] > (1 - MARGIN) * times[PLAIN]:
         return PLAIN
-    for layer in layers:
-        set_kernel(layer, best, rows, dtype, errors[best])
+    for layer in layers:  # every layer is checked on its own weights before it switches
+        set_kernel(layer, best, rows, dtype)
+        error = kernel_error(layer, best, rows, dtype)
+        if error > TOLERANCE.get(dtype, 2e-2):
+            layer.kernel, layer.kernel_weight, layer.kernel_scales = PLAIN, None, None
+        else:
+            layer.kernel_error = error
     return best
 
 

@@ -88,6 +88,14 @@ class QuantizedWeight:
         rows, cols = self.shape
         return 8 * self.nbytes() / (rows * cols)
 
+    def select_rows(self, index: torch.Tensor) -> QuantizedWeight:
+        """The weight made of rows ``index`` (e.g. a permutation of the output channels), still quantized: rows
+        are independent, so their codes and group numbers move with them."""
+        def pick(t):
+            return t[index] if isinstance(t, torch.Tensor) else t
+        return QuantizedWeight(pick(self.codes), pick(self.scales), self.bits, self.group_size, pick(self.zeros),
+                               pick(self.minimums), self.scheme)
+
     def to(self, device: torch.device | str) -> QuantizedWeight:
         """The same weight on another device."""
         def move(t):
