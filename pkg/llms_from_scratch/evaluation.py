@@ -247,10 +247,14 @@ def judge_responses(entries: Sequence[dict[str, Any]], client: JudgeClient, resp
     return judgements
 
 
-def generate_model_scores(entries: Sequence[dict[str, Any]], client: JudgeClient,
+def judge_scores(entries: Sequence[dict[str, Any]], client: JudgeClient,
                           response_key: str = "model_response", progress: bool = True,
                           max_tokens: int | None = 16) -> list[int | None]:
-    """The book's name: one score per entry, ``None`` where the reply held no score (counted, never guessed)."""
+    """One score per entry, ``None`` where the reply held no score (counted, never guessed).
+
+    The OpenAI-API counterpart of the book's ``ch07.generate_model_scores``, which speaks Ollama's API and skips
+    unparsed replies.
+    """
     return [j.score for j in judge_responses(entries, client, response_key, max_tokens, progress=progress)]
 
 

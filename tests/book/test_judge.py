@@ -16,7 +16,7 @@ from llms_from_scratch.evaluation import (
     chat_completions_url,
     exact_match,
     find_score,
-    generate_model_scores,
+    judge_scores,
     judge_free_metrics,
     judge_messages,
     judge_prompt,
@@ -208,8 +208,8 @@ def test_end_to_end_scoring_keeps_replies_and_counts_unparsed(serve):
     assert metrics["n"] == 3 and metrics["n_short"] == 3 and metrics["exact_match"] == pytest.approx(1 / 3)
 
 
-def test_generate_model_scores_and_task_option(serve):
+def test_judge_scores_and_task_option(serve):
     server = serve((200, completion("Score: 75"), 0))
-    assert generate_model_scores(ENTRIES[:1], JudgeClient(url=server.url, retries=0), progress=False) == [75]
+    assert judge_scores(ENTRIES[:1], JudgeClient(url=server.url, retries=0), progress=False) == [75]
     assert "Task:" not in judge_prompt(ENTRIES[2])
     assert "Task: Spell it.\nocassion\nReference answer: occasion" in judge_prompt(ENTRIES[2], include_task=True)

@@ -16,7 +16,7 @@ rows at a time:
 
 so the backward pass has nothing left to do but hand the stored gradients on. The arithmetic is that of the
 ordinary path (the same matrix products, split by rows), so results agree to float rounding
-(``tests/test_head_loss.py`` checks loss and gradients against ``F.cross_entropy``). What it gains in speed and
+(``tests/training/test_head_loss.py`` checks loss and gradients against ``F.cross_entropy``). What it gains in speed and
 memory is measured in ``ch05/10_llm-training-speed/README.md``.
 
 The function knows no model: the training loop gets the hidden states from its model and passes the head's

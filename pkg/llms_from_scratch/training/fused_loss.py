@@ -27,7 +27,7 @@ __all__ = ["calc_loss_batch_fused", "gpt_hidden_states", "lm_loss"]
 def gpt_hidden_states(model: nn.Module, in_idx: torch.Tensor) -> torch.Tensor:
     """What chapter 4's ``GPTModel.forward`` computes before its output head: ``(batch, num_tokens, emb_dim)``.
 
-    The same modules in the same order (embeddings, dropout, blocks, final norm); ``tests/test_head_loss.py``
+    The same modules in the same order (embeddings, dropout, blocks, final norm); ``tests/training/test_head_loss.py``
     checks that the head applied to the result gives ``model(in_idx)``. A ``torch.compile`` or DDP wrapper
     passes attribute access through to the model, so it runs eagerly here; compile this function instead
     (``torch.compile(functools.partial(gpt_hidden_states, model))``).

@@ -10,7 +10,7 @@ What a run does, in order:
    atomically: model, optimizer, random-number state, data position, step, configuration and loss history.
 
 ``resume=True`` continues from that checkpoint. On the CPU the continued run is bit-identical to one that was
-never interrupted (``tests/test_pretrain.py`` checks this), because everything random (dropout and the data
+never interrupted (``tests/training/test_pretrain.py`` checks this), because everything random (dropout and the data
 sampler) is restored exactly.
 """
 
