@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from llms_from_scratch.server import make_server
+from llms_from_scratch.serving.server import make_server
 
 openai = pytest.importorskip("openai")
 from zoo_reference import expected_chat_reply  # noqa: E402
@@ -78,3 +78,21 @@ def test_bad_requests_get_4xx_json(client, server):
         assert "message" in json.loads(response.read())["error"]
         conn.close()
     assert [m.id for m in client.models.list().data] == [NAME]  # still serving
+
+
+@pytest.mark.parametrize("length, deep", [("-1", False), ("abc", False), (None, True)])
+def test_bad_lengths_and_deep_json_get_400_without_reading_to_eof(server, length, deep):
+    # a negative length would make the server read until the client hangs up; the request must be refused at once
+    host, port = server.server_address[:2]
+    body = b"[" * 100_000 + b"]" * 100_000 if deep else b'{"model": "x"}'
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.putrequest("POST", "/v1/chat/completions")
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(len(body)) if length is None else length)
+    conn.endheaders()
+    if length is None:
+        conn.send(body)
+    response = conn.getresponse()  # with the connection still open: a server reading to EOF would time out here
+    assert response.status == 400
+    assert "message" in json.loads(response.read())["error"]
+    conn.close()

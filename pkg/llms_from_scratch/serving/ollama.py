@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
 
-from .chat_service import MAX_BODY, ChatService, RequestError
+from .chat_service import ChatService, RequestError
+from .http_json import read_json_body, send_json
 
 ROUTES = {("POST", "/api/chat"), ("GET", "/api/tags")}
 # Ollama's defaults for what a request leaves out (num_predict -1: until the end of the reply or the context)
@@ -37,12 +38,12 @@ def answer(handler: BaseHTTPRequestHandler, service: ChatService) -> None:
     """Answer the request that ``handler`` holds; call only when :func:`handles` said yes."""
     try:
         if handler.command == "GET":
-            _send_json(handler, 200, tags(service))
+            send_json(handler, 200, tags(service))
             return
-        body = _read_json(handler)
+        body = read_json_body(handler)
         req, stream = translate(body, service)
     except RequestError as exc:
-        _send_json(handler, exc.status, {"error": str(exc)})
+        send_json(handler, exc.status, {"error": str(exc)})
         return
     if stream:
         _stream(handler, service, req, body["model"])
@@ -135,25 +136,6 @@ def _timestamp(seconds: float | None = None) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _read_json(handler: BaseHTTPRequestHandler) -> Any:
-    length = int(handler.headers.get("Content-Length") or 0)
-    if length > MAX_BODY:
-        raise RequestError(413, f"request body over {MAX_BODY} bytes")
-    try:
-        return json.loads(handler.rfile.read(length) or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(400, f"the body is not valid JSON: {exc}") from None
-
-
-def _send_json(handler: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
-    data = json.dumps(payload).encode()
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json; charset=utf-8")
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
-
-
 def _message(model: str, content: str) -> dict:
     return {"model": model, "created_at": _timestamp(), "message": {"role": "assistant", "content": content}}
 
@@ -173,7 +155,7 @@ def _complete(handler: BaseHTTPRequestHandler, service: ChatService, req: dict, 
             tail = item
         else:
             pieces.append(item)
-    _send_json(handler, 200, _final(model, "".join(pieces), tail, started))
+    send_json(handler, 200, _final(model, "".join(pieces), tail, started))
 
 
 def _stream(handler: BaseHTTPRequestHandler, service: ChatService, req: dict, model: str) -> None:

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from . import ollama  # Ollama's /api routes, translated onto the same service
-from .chat_service import MAX_BODY, ChatService, RequestError
+from .chat_service import ChatService, RequestError
+from .http_json import read_json_body, send_json
 
 
 def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
@@ -30,12 +31,7 @@ def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
             pass  # no access log: the serve command prints its address once and stays quiet per request
 
         def _json(self, status: int, payload: dict) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, payload)
 
         def _error(self, exc: RequestError) -> None:
             kind = "invalid_request_error" if exc.status < 500 else "server_error"
@@ -62,14 +58,7 @@ def make_handler(service: ChatService) -> type[BaseHTTPRequestHandler]:
             try:
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     raise RequestError(404, f"no route POST {self.path}")
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > MAX_BODY:
-                    raise RequestError(413, f"request body over {MAX_BODY} bytes")
-                try:
-                    body = json.loads(self.rfile.read(length) or b"null")
-                except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                    raise RequestError(400, f"the body is not valid JSON: {exc}") from None
-                req = service.parse(body)
+                req = service.parse(read_json_body(self))
             except RequestError as exc:
                 self._error(exc)
                 return
