@@ -16,11 +16,12 @@ from .gptq import HessianAccumulator, gptq_quantize, gptq_quantize_model
 from .grid import Grid
 from .int4 import quantize_int4
 from .int8 import quantize_int8
-from .kernels import KERNELS, PLAIN, choose_kernels, kernel_candidates, set_kernel
+from .kernels import KERNELS, PLAIN, kernel_candidates, set_kernel
 from .linear import QuantizedLinear
 from .model import dequantized_copy, quantize_model, replace_linears, selected_linears
 from .rtn import PER_CHANNEL, quantize_rtn
 from .schemes import SCHEMES, quantize_weight
+from .tuning import choose_kernels
 from .weight import QuantizedWeight, dequantize, pack_int4, unpack_int4
 
 __all__ = [

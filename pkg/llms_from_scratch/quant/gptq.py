@@ -21,11 +21,11 @@ import torch
 from torch import nn
 
 from .grid import Grid
-from .kernels import choose_kernels
 from .linear import QuantizedLinear
 from .model import replace_module, selected_linears
 from .rtn import group_count, to_quantized_weight
 from .schemes import default_group_size, scheme_grid
+from .tuning import choose_kernels
 from .weight import QuantizedWeight
 
 

@@ -10,7 +10,7 @@ Candidates (:data:`KERNELS`), each offered only where this PyTorch has the op an
   (``_convert_weight_to_int4pack_for_cpu``) and each group as ``(q - 8) * scale + offset``, so the layer keeps
   that second copy of its codes (half a byte per weight) while the kernel is in use.
 
-:func:`choose_kernels` tries the candidates on a model's layers, grouped by kind (shape and format): a
+:func:`~.tuning.choose_kernels` tries the candidates on a model's layers, grouped by kind (shape and format): a
 candidate must first reproduce the plain path's output on random inputs within :data:`TOLERANCE` (relative to the
 output's largest value), then race the plain path over the real weights in alternating rounds; the fastest wins,
 and the plain path stays unless another beats it by more than :data:`MARGIN`. A race keeps the quickest round of
@@ -19,7 +19,6 @@ each candidate, the one least disturbed by other work on the machine.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -102,8 +101,7 @@ def kernel_candidates(layer: nn.Module) -> list[str]:
     return [name for name, k in KERNELS.items() if k.applies(layer)]
 
 
-def set_kernel(layer: nn.Module, name: str, rows: int = 1, dtype: torch.dtype = torch.float32,
-               error: float = 0.0) -> None:
+def set_kernel(layer: nn.Module, name: str, rows: int = 1, dtype: torch.dtype = torch.float32) -> None:
     """Make ``layer`` use kernel ``name`` for inputs of ``rows`` rows in ``dtype`` (the plain path otherwise).
 
     Builds the kernel's own layout of the weight where it needs one, and frees the previous kernel's.
@@ -115,7 +113,7 @@ def set_kernel(layer: nn.Module, name: str, rows: int = 1, dtype: torch.dtype = 
     if scales is not None:
         scales = scales.to(dtype)
     layer.kernel_weight, layer.kernel_scales = weight, scales
-    layer.kernel, layer.kernel_rows, layer.kernel_dtype, layer.kernel_error = name, rows, dtype, error
+    layer.kernel, layer.kernel_rows, layer.kernel_dtype, layer.kernel_error = name, rows, dtype, 0.0
 
 
 def kernel_error(layer: nn.Module, name: str, rows: int, dtype: torch.dtype, seed: int = 0) -> float:
@@ -127,80 +125,3 @@ def kernel_error(layer: nn.Module, name: str, rows: int, dtype: torch.dtype, see
         ref = _plain_run(layer, x).float()
         out = KERNELS[name].run(layer, x, layer.kernel_weight, layer.kernel_scales).float()
     return float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30))
-
-
-def choose_kernels(model: nn.Module, rows: int = 1, dtype: torch.dtype = torch.float32,
-                   budget_s: float = BUDGET_S) -> dict[str, str]:
-    """Measure the kernel candidates for every kind of quantized layer in ``model`` and keep the fastest that
-    agrees with the plain path; returns {kind: kernel}. ``rows`` is the number of input rows to tune for (the
-    batch size when decoding one token per sequence)."""
-    from .linear import QuantizedLinear
-
-    kinds: dict[str, list[QuantizedLinear]] = {}
-    for module in model.modules():
-        if isinstance(module, QuantizedLinear):
-            key = (f"{module.scheme} g{module.group_size} {module.out_features}x{module.in_features}"
-                   f"{' sym' if module.zeros is None else ''}{' min' if module.minimums is not None else ''}")
-            kinds.setdefault(key, []).append(module)
-    chosen = {}
-    for key, layers in kinds.items():
-        chosen[key] = _choose_for_kind(layers, rows, dtype, budget_s)
-    return chosen
-
-
-def _choose_for_kind(layers: list[nn.Module], rows: int, dtype: torch.dtype, budget_s: float) -> str:
-    errors = {}
-    for name in kernel_candidates(layers[0]):
-        if name == PLAIN:
-            continue
-        try:
-            set_kernel(layers[0], name, rows, dtype)
-            errors[name] = kernel_error(layers[0], name, rows, dtype)
-        except (RuntimeError, ValueError):  # an op that refuses this shape just drops out
-            continue
-        if errors[name] > TOLERANCE.get(dtype, 2e-2):
-            errors.pop(name)
-    for layer in layers:
-        layer.kernel = PLAIN
-        layer.kernel_weight = layer.kernel_scales = None
-    if not errors:
-        return PLAIN
-    # enough layers of the kind that their weights do not fit in a core's caches, as in a real decode step
-    per_layer = layers[0].in_features * layers[0].out_features
-    raced = layers[:max(1, RACE_WEIGHTS // per_layer)]
-    times = _race(raced, [PLAIN, *errors], rows, dtype, budget_s)
-    best = min(times, key=times.get)
-    if best == PLAIN or times[best] > (1 - MARGIN) * times[PLAIN]:
-        return PLAIN
-    for layer in layers:  # every layer is checked on its own weights before it switches
-        set_kernel(layer, best, rows, dtype)
-        error = kernel_error(layer, best, rows, dtype)
-        if error > TOLERANCE.get(dtype, 2e-2):
-            layer.kernel, layer.kernel_weight, layer.kernel_scales = PLAIN, None, None
-        else:
-            layer.kernel_error = error
-    return best
-
-
-def _race(layers: list[nn.Module], names: list[str], rows: int, dtype: torch.dtype, budget_s: float
-          ) -> dict[str, float]:
-    """Quickest time of each kernel over all ``layers`` (alternating order, at least MIN_ROUNDS rounds)."""
-    def prepare(name: str, layer: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        weight, scales = KERNELS[name].prepare(layer)
-        return weight, None if scales is None else scales.to(dtype)
-
-    prepared = {name: [prepare(name, layer) for layer in layers] for name in names}
-    x = torch.randn(rows, layers[0].in_features).to(dtype=dtype, device=layers[0].codes.device)
-    best = dict.fromkeys(names, float("inf"))
-    start, rounds = time.perf_counter(), 0
-    with torch.no_grad():
-        while rounds < MIN_ROUNDS or time.perf_counter() - start < budget_s:
-            order = names[rounds % len(names):] + names[:rounds % len(names)]
-            for name in order:
-                kernel = KERNELS[name]
-                t0 = time.perf_counter()
-                for layer, (weight, scales) in zip(layers, prepared[name]):
-                    kernel.run(layer, x, weight, scales)
-                best[name] = min(best[name], time.perf_counter() - t0)
-            rounds += 1
-    return best

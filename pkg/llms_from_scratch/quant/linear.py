@@ -7,7 +7,8 @@ layer (gradients for ``x``) and any input that no kernel was measured for take. 
 this layer and beats it on this machine, and only for the number of input rows and the dtype it was measured with.
 
 The codes and scales are buffers, not parameters: they are saved in the state dict and moved by ``.to(device)``,
-and an optimizer never sees them.
+and an optimizer never sees them. ``.to(dtype)`` casts the scales too (the codes stay integers); a kernel measured
+for another dtype is then bypassed for the plain path until ``choose_kernels`` runs again.
 """
 
 from __future__ import annotations

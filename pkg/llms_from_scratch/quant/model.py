@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import nn
 
-from .kernels import choose_kernels
 from .linear import QuantizedLinear
 from .schemes import check_scheme
+from .tuning import choose_kernels
 
 HEAD_NAMES = ("out_head", "lm_head")
 
