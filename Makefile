@@ -18,7 +18,7 @@ TORCH_SPEC ?= torch
 LLMS_DATA_MIRROR ?= $(abspath $(wildcard ../shared/data))
 export LLMS_DATA_MIRROR
 
-.PHONY: lab test test-fast lint venv clean
+.PHONY: lab test test-fast lint venv clean figures
 
 $(VENV)/.installed: requirements.txt pkg/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,15 @@ $(VENV)/.installed: requirements.txt pkg/pyproject.toml
 
 venv: $(VENV)/.installed
 
+# Jupyter refuses to start as root (containers, cloud notebooks) unless told that it is on purpose
+ifeq ($(OS),Windows_NT)
+JUPYTER_ROOT_FLAG :=
+else
+JUPYTER_ROOT_FLAG := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
+endif
+
 lab: venv
-	$(BIN)/jupyter lab README.md
+	$(BIN)/jupyter lab $(JUPYTER_ROOT_FLAG) README.md
 
 # tiktoken downloads its GPT-2 files on first use; conftest.py gives it a copy of the mirror's ready cache.
 test: venv
@@ -38,6 +45,10 @@ test: venv
 # end-to-end training and real checkpoints are marked slow (see pytest.ini); `make test` still runs them
 test-fast: venv
 	$(PY) -m pytest tests -m "not slow"
+
+# concept figures: every figures/draw.py redraws its chapter's SVGs beside the notebook
+figures: venv
+	@for script in $(wildcard */*/figures/draw.py); do echo "$$script"; $(PY) $$script || exit 1; done
 
 lint: venv
 	$(BIN)/ruff check .

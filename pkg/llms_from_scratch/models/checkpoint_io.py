@@ -34,6 +34,7 @@ __all__ = [
     "fp32_names",
     "load_state_dict_into",
     "open_safetensors",
+    "read_index",
     "safetensors_files",
     "tensor_reader",
     "tied_names",
@@ -63,11 +64,25 @@ def check_device_dtype(device: torch.device | str | None, dtype: torch.dtype | N
             raise RuntimeError("MPS has no float64 support; load with dtype=torch.float32")
 
 
+def read_index(index: Path) -> dict[str, str]:
+    """The ``weight_map`` (tensor name -> shard file name) of a sharded checkpoint's index file."""
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{index} is not valid JSON ({exc}); restore the checkpoint's original {INDEX_FILE}, "
+                         "or download the checkpoint again") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ValueError(f"{index} has no 'weight_map' from tensor names to shard files; restore the checkpoint's "
+                         f"original {INDEX_FILE}, or download the checkpoint again")
+    return weight_map
+
+
 def safetensors_files(directory: Path) -> list[Path]:
     """The checkpoint's safetensors files; a sharded index must list only shards that exist."""
     index = directory / INDEX_FILE
     if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        weight_map = read_index(index)
         shards = sorted(set(weight_map.values()))
         missing = [s for s in shards if not (directory / s).is_file()]
         if missing:
@@ -86,18 +101,28 @@ def safetensors_files(directory: Path) -> list[Path]:
 
 def open_safetensors(files: list[Path]) -> dict[str, Path]:
     """Tensor name -> the safetensors file holding it, for every file in ``files``."""
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     where = {}
     for file in files:
-        with safe_open(str(file), framework="pt", device="cpu") as handle:
-            where.update({name: file for name in handle.keys()})
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as handle:
+                where.update({name: file for name in handle.keys()})
+        except SafetensorError as exc:
+            raise ValueError(_unreadable(file, exc)) from None
     return where
 
 
+def _unreadable(file: Path, exc: Exception) -> str:
+    detail = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return (f"{file} is not a readable safetensors file ({detail}); it is probably truncated or damaged: "
+            "download or save it again")
+
+
 def tensor_reader(where: dict[str, Path], dtype: torch.dtype | None, keep_fp32: set[str] = frozenset()):
-    """``get_tensor(name)`` for the tensors :func:`open_safetensors` found: floating tensors cast to ``dtype``
-    (when given), the ``keep_fp32`` ones to float32.
+    """``get_tensor(name)`` for the tensors :func:`open_safetensors` found: cast to ``dtype`` (when given), the
+    ``keep_fp32`` ones to float32. A tensor that is not floating point cannot be a weight and is refused, naming
+    its file.
 
     Each call opens the file, takes the one tensor and closes the file again. ``safe_open`` maps the whole
     file and hands out views of that mapping; the pages a read touches stay resident while any view lives, so
@@ -106,11 +131,20 @@ def tensor_reader(where: dict[str, Path], dtype: torch.dtype | None, keep_fp32: 
     into memory of its own exactly once (a transposed weight straight from the mapping, with no intermediate
     copy) and drops the view, which unmaps the file. Re-reading the header for every tensor is cheap next to that.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     def get_tensor(name: str) -> torch.Tensor:
-        with safe_open(str(where[name]), framework="pt", device="cpu") as handle:
-            t = handle.get_tensor(name)
+        file = where[name]
+        try:
+            with safe_open(str(file), framework="pt", device="cpu") as handle:
+                t = handle.get_tensor(name)
+        except SafetensorError as exc:
+            raise ValueError(_unreadable(file, exc)) from None
+        if not t.is_floating_point():  # assigning it as a parameter would fail with torch's gradient message
+            raise WeightMismatchError(
+                f"{file}: tensor {name!r} is stored as {t.dtype}, but model weights are floating point; this is not "
+                "a plain checkpoint of this model (a quantized export?): use its float32, float16 or bfloat16 files"
+            )
         target = t.dtype
         if dtype is not None and t.is_floating_point():
             target = torch.float32 if name in keep_fp32 else dtype
@@ -155,6 +189,13 @@ def expected_shapes(model: nn.Module) -> dict[str, torch.Size]:
 
 def load_state_dict_into(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     """Assign converted tensors as the model's parameters (works on a meta-device model) and re-tie heads."""
+    params = dict(model.named_parameters())
+    integer = [f"{n} ({t.dtype})" for n, t in state.items() if n in params and not t.is_floating_point()]
+    if integer:  # torch would say only that such tensors cannot require gradients
+        raise WeightMismatchError(
+            f"the checkpoint stores {', '.join(integer[:3])}{' ...' if len(integer) > 3 else ''} as integers, but "
+            "model weights are floating point; use a float32, float16 or bfloat16 checkpoint of this model"
+        )
     model.load_state_dict(state, strict=False, assign=True)
     model.tie_weights()
     still_meta = [n for n, p in model.named_parameters() if p.is_meta]

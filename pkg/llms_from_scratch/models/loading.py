@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from .checkpoint_io import (
+    INDEX_FILE,
     SINGLE_FILE,
     atomic_path,
     cast_state,
@@ -32,13 +34,14 @@ from .checkpoint_io import (
     fp32_names,
     load_state_dict_into,
     open_safetensors,
+    read_index,
     safetensors_files,
     tensor_reader,
     tied_names,
 )
 from .config import ModelConfig
 from .families import family_for_model_type, get_family
-from .weights import convert_to_hf, convert_to_ours
+from .weights import WeightMismatchError, convert_to_hf, convert_to_ours
 
 HEAD_PREFIXES = ("lm_head.", "cls.")  # heads sit beside the base model's prefix, never inside it
 
@@ -73,10 +76,20 @@ def read_hf_config(path: str | os.PathLike) -> ModelConfig:
     file = path / "config.json" if path.is_dir() else path
     if not file.is_file():
         raise FileNotFoundError(f"no config.json at {file}; a Hugging Face checkpoint folder holds one")
-    raw = json.loads(file.read_text(encoding="utf-8"))
-    if "model_type" not in raw:
-        raise ValueError(f"{file} has no 'model_type', so its family is unknown")
-    return family_for_model_type(raw["model_type"]).from_hf_config(raw)
+    fix = "use the config.json that came with the checkpoint"
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{file} is not valid JSON ({exc}); {fix}") from None
+    if not isinstance(raw, dict) or "model_type" not in raw:
+        raise ValueError(f"{file} has no 'model_type', so its family is unknown; {fix}")
+    family = family_for_model_type(raw["model_type"])
+    try:
+        return family.from_hf_config(raw)
+    except KeyError as exc:
+        raise ValueError(f"{file} lacks {exc.args[0]!r}, which a {raw['model_type']} config needs; {fix}") from None
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{file}: {exc}; {fix}") from None
 
 
 def load_hf_checkpoint(
@@ -94,6 +107,8 @@ def load_hf_checkpoint(
     """
     check_device_dtype(device, dtype)
     directory = Path(path)
+    if directory.is_file():
+        raise NotADirectoryError(f"{directory} is a file; pass the folder that holds it and its config.json")
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint folder {directory} does not exist")
     cfg = config or read_hf_config(directory)
@@ -107,13 +122,19 @@ def load_hf_checkpoint(
     keep = checkpoint_fp32_names(model, family.weight_map, cfg, family.strip_prefixes)
     get_tensor = tensor_reader(handles, dtype, keep)
     names = list(handles)
-    if family.prepare_checkpoint is not None:
-        names, get_tensor = family.prepare_checkpoint(names, get_tensor, cfg)
-    state = convert_to_ours(
-        names, get_tensor, family.weight_map, cfg, expected_shapes(model),
-        strip_prefixes=family.strip_prefixes, shared=tied_names(model),
-    )
-    model = load_state_dict_into(model, state)
+    try:
+        if family.prepare_checkpoint is not None:
+            names, get_tensor = family.prepare_checkpoint(names, get_tensor, cfg)
+        state = convert_to_ours(
+            names, get_tensor, family.weight_map, cfg, expected_shapes(model),
+            strip_prefixes=family.strip_prefixes, shared=tied_names(model),
+        )
+        model = load_state_dict_into(model, state)
+    except ValueError as exc:  # WeightMismatchError included: say which checkpoint, unless the message does
+        if str(directory) in str(exc):
+            raise
+        kind = WeightMismatchError if isinstance(exc, WeightMismatchError) else ValueError
+        raise kind(f"{directory}: {exc}") from None
     return model.to(device).eval()
 
 
@@ -125,7 +146,8 @@ def save_hf_checkpoint(model: nn.Module, directory: str | os.PathLike, *, dtype:
     the same logits. ``dtype`` converts floating tensors (buffers that stay float32, such as DeepSeek's
     correction bias, excepted). ``extras`` are modules stored in the same files, such as DeepSeek-V3's
     multi-token-prediction layer (``mtp.load_mtp`` reads it back; ``transformers`` ignores it). Each file is
-    written to a temporary name and renamed, so a crash never leaves a half-written checkpoint behind.
+    written to a temporary name and renamed, so a crash never leaves a half-written checkpoint behind. Saving
+    over a sharded checkpoint removes its index and shards, which loaders would otherwise prefer.
     """
     from safetensors.torch import save_file
 
@@ -147,11 +169,37 @@ def save_hf_checkpoint(model: nn.Module, directory: str | os.PathLike, *, dtype:
         hf_config["architectures"] = ["BertModel"]
 
     out = Path(directory)
+    stale_shards = _old_shards(out)
     with atomic_path(out / SINGLE_FILE) as tmp:
         save_file(prefixed, str(tmp), metadata={"format": "pt"})
+    # the loader prefers an index over model.safetensors, so it goes as soon as the new weights are in place; the
+    # shards it listed go last: a crash in between leaves extra files, never a folder that loads the old weights
+    (out / INDEX_FILE).unlink(missing_ok=True)
     with atomic_path(out / "config.json") as tmp:
         tmp.write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    for shard in stale_shards:
+        shard.unlink(missing_ok=True)
     return out
+
+
+_SHARD_NAME = re.compile(r"model-\d+-of-\d+\.safetensors")  # how Hugging Face names the shards of a large checkpoint
+
+
+def _old_shards(folder: Path) -> list[Path]:
+    """Shard files of an earlier, sharded checkpoint in ``folder``: those its index lists, and any named like one.
+
+    Only plain ``*.safetensors`` names inside ``folder`` count (an index cannot send the deletion elsewhere), and
+    never the single file :func:`save_hf_checkpoint` writes.
+    """
+    names = {p.name for p in folder.glob("model-*-of-*.safetensors") if _SHARD_NAME.fullmatch(p.name)}
+    index = folder / INDEX_FILE
+    if index.is_file():
+        try:
+            names |= set(read_index(index).values())
+        except ValueError:
+            pass  # a damaged index is removed all the same; its shards are still found by their names
+    return [folder / n for n in sorted(names)
+            if Path(n).name == n and n.endswith(".safetensors") and n != SINGLE_FILE and (folder / n).is_file()]
 
 
 def _with_prefix(name: str, prefix: str) -> str:
