@@ -80,4 +80,5 @@ def test_finetune_commands_reject_bad_counts(tmp_path, capsys):
                 main([command, *argv, "--out", str(tmp_path)])
             assert info.value.code == 2
             err = capsys.readouterr().err
-            assert f"usage: llms-from-scratch {command}" in err and message in err
+            assert err.startswith(f"llms-from-scratch {command}: error: ") and message in err
+            assert len(err.splitlines()) == 1

@@ -101,8 +101,8 @@ def test_cli_chat_keeps_the_conversation(tiny_chat_model, monkeypatch, capsys):
     monkeypatch.setattr(zoo, "load_model_and_tokenizer", lambda *a: (model, tokenizer))
     monkeypatch.setattr("sys.stdin", io.StringIO("Hello there\nAnd again\n/exit\n"))
     seen = []
-    original = tokenizer.apply_chat_template
-    monkeypatch.setattr(tokenizer, "apply_chat_template", lambda m, **k: seen.append(list(m)) or original(m, **k))
+    original = tokenizer.encode_chat  # how chat encodes each turn's conversation
+    monkeypatch.setattr(tokenizer, "encode_chat", lambda m, **k: seen.append(list(m)) or original(m, **k))
     assert main(["chat", "--device", "cpu", "--dtype", "float32", "--max-new-tokens", "4"]) == 0
     calls = list(seen)
     first = expected_chat_reply(model, tokenizer, "Hello there", 4)
@@ -112,26 +112,27 @@ def test_cli_chat_keeps_the_conversation(tiny_chat_model, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["generate", "-p", "hi", "--top-p", "1.5"], "--top-p must be in (0, 1], got 1.5"),
-    (["generate", "-p", "hi", "--temperature", "-1"], "--temperature must be >= 0"),
+    (["generate", "-p", "hi", "--top-p", "1.5"], "--top-p must be a number in (0, 1], got 1.5"),
+    (["generate", "-p", "hi", "--temperature", "-1"], "--temperature must be a finite number >= 0"),
     (["generate", "-p", "hi", "--max-new-tokens", "0"], "--max-new-tokens: must be at least 1, got 0"),
-    (["generate", "-p", "hi", "--device", "gpu9"], "--device:"),
+    (["generate", "-p", "hi", "--device", "gpu9"], "--device: unknown device 'gpu9'"),
     (["serve", "--threads", "0"], "--threads: must be at least 1, got 0"),
     (["pretrain", "--data", "x", "--out-dir", "y", "--steps", "1", "--emb-dim", "30", "--n-heads", "4"],
      "emb_dim=30 must be divisible by n_heads=4"),
 ])
-def test_usage_errors_exit_2_with_the_commands_usage(argv, message, capsys):
+def test_usage_errors_exit_2_with_one_line_naming_the_command(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
     assert info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"usage: llms-from-scratch {argv[0]}") and message in err
+    assert err.startswith(f"llms-from-scratch {argv[0]}: error: ") and message in err
+    assert len(err.splitlines()) == 1 and f"llms-from-scratch {argv[0]} --help" in err
 
 
 @pytest.mark.parametrize("argv, message", [
     (["generate", "-p", "hi", "-m", "no-such-model", "--device", "cpu"], "error: unknown model 'no-such-model'"),
     (["generate", "-p", "hi", "--checkpoint", "no-such.pth"], "error: "),
-    (["convert", "no-such-folder", "out"], "error: no-such-folder is neither a .gguf file nor a Meta Llama folder"),
+    (["convert", "no-such-folder", "out"], "error: no-such-folder does not exist: give a .gguf file, a Meta Llama"),
     (["download", "no-such-checkpoint"], "error: no downloadable checkpoint named 'no-such-checkpoint'"),
     (["data", "fetch", "no-such-asset"], "error: unknown asset 'no-such-asset'"),
 ])

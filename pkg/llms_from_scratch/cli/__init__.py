@@ -5,8 +5,8 @@ its parser and sets ``func``. Chapters add subcommands by adding their module na
 Modules import heavy libraries (torch) inside their functions so that ``--help`` stays fast.
 
 Exit status: 0 on success, 2 for a wrong command line (argparse's ``parser.error``), 1 when a command fails while
-running, with one ``error: ...`` message on stderr and no traceback (see :mod:`.errors`). No library module
-imports this package.
+running, 130 when interrupted with Ctrl-C; either error is one line on stderr that names the problem and the fix,
+with no traceback (see :mod:`.errors`). No library module imports this package.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import importlib
 import sys
 
 from .. import __version__
-from .errors import RUNTIME_ERRORS, UsageError, error_message
+from .errors import RUNTIME_ERRORS, CommandParser, UsageError, error_message
 
 COMMANDS = (
     "env",
@@ -34,7 +34,7 @@ COMMANDS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="llms-from-scratch",
         description="Tools from the LLMs-from-scratch book: check the setup, fetch data, train and run models.",
     )
@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except RUNTIME_ERRORS as exc:
         print(f"error: {error_message(exc)}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

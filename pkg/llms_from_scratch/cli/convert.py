@@ -27,8 +27,11 @@ def _run(args) -> int:
         fmt, source = resolve(args.source)
         if fmt == "hf":
             raise CommandError(f"{args.source} is already a Hugging Face checkpoint at {source}")
+    if not source.exists():
+        raise CommandError(f"{source} does not exist: give a .gguf file, a Meta Llama folder (params.json) or a "
+                           "downloadable name (`llms-from-scratch download` lists them)")
     if source.suffix == ".gguf":
-        model = load_gguf(source, dtype=dtype)
+        model = load_gguf(source, dtype=dtype)  # a truncated or damaged file fails here, naming itself
     elif (source / "params.json").is_file():
         model = load_meta_llama_checkpoint(source, dtype=dtype)
     else:

@@ -9,7 +9,7 @@ import json
 import os
 import sys
 
-from .errors import non_negative_int, positive_int
+from .errors import non_negative_int, positive_float, positive_int
 
 LOCAL_JUDGE_NOTE = (
     "note: no --judge-url or $LLMS_JUDGE_URL given, so the judge is {model} served by this project on {url}. "
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
     parser.add_argument("--judge-max-tokens", type=positive_int, default=16, help="longest judge reply, in tokens")
     parser.add_argument("--include-task", action="store_true",
                         help="show the judge the instruction too (helps capable judges, confuses tiny ones)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="seconds per judge request")
+    parser.add_argument("--timeout", type=positive_float, default=60.0, help="seconds per judge request")
     parser.add_argument("--retries", type=non_negative_int, default=2)
     parser.add_argument("--no-judge", action="store_true", help="report only the metrics that need no judge")
     parser.set_defaults(func=_run)
@@ -45,12 +45,17 @@ def _run(args) -> int:
     try:
         with open(args.responses, encoding="utf-8") as f:
             entries = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
         print(f"error: cannot read {args.responses}: {exc}", file=sys.stderr)
         return 1
-    missing = [i for i, e in enumerate(entries) if args.response_key not in e or "output" not in e]
+    if not isinstance(entries, list) or not entries or not all(isinstance(e, dict) for e in entries):
+        print(f"error: {args.responses} must hold a non-empty JSON list of objects (one per response), as "
+              "`llms-from-scratch finetune-instruct` writes", file=sys.stderr)
+        return 1
+    missing = [i for i, e in enumerate(entries)
+               if not isinstance(e.get(args.response_key), str) or not isinstance(e.get("output"), str)]
     if missing:
-        print(f"error: {args.responses}: entries {missing[:5]} lack 'output' or {args.response_key!r}; "
+        print(f"error: {args.responses}: entries {missing[:5]} lack a text 'output' or {args.response_key!r}; "
               f"pass --response-key to name the response field", file=sys.stderr)
         return 1
 

@@ -3,7 +3,7 @@
 import json
 
 from ._finetune_args import add_finetune_args, check_finetune_args
-from .errors import positive_int
+from .errors import positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -15,7 +15,7 @@ def register(subparsers) -> None:
                         choices=["head", "last_block", "last_two_blocks", "all", "lora"],
                         help="which parameters train (lora: appendix E adapters on every linear layer)")
     parser.add_argument("--lora-rank", type=positive_int, default=16)
-    parser.add_argument("--lora-alpha", type=float, default=16)
+    parser.add_argument("--lora-alpha", type=positive_float, default=16)
     parser.set_defaults(func=_run)
 
 

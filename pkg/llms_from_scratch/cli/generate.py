@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..gpt2_sizes import GPT2_MODEL_SIZES  # the one table of sizes; it imports no torch
+from .errors import CommandError, UsageError, one_line, refused_pickle
 from .zoo import add_model_arguments, add_sampling_arguments
 
 
@@ -45,17 +47,20 @@ def run(args) -> int:
 
 def cli_generate(args: argparse.Namespace) -> int:
     """``llms-from-scratch generate -m MODEL -p PROMPT``: print the generated text to stdout."""
+    from .zoo import load_model_and_tokenizer, prompt_ids, resolve_device, sampling_from_args
+
+    sampling = sampling_from_args(args)  # before torch is imported: a wrong value is reported at once
     import time
 
     import torch
 
     from ..serving.generation import TextStream, stream
-    from .zoo import load_model_and_tokenizer, prompt_ids, resolve_device, sampling_from_args
 
-    sampling = sampling_from_args(args)
     device, dtype = resolve_device(args.device, args.dtype)
     model, tokenizer = load_model_and_tokenizer(args.model, device, dtype, not args.no_autotune)
-    ids = torch.tensor([prompt_ids(tokenizer, [{"role": "user", "content": args.prompt}])], device=device)
+    ids = prompt_ids(tokenizer, [{"role": "user", "content": args.prompt}])
+    check_prompt_length(model, len(ids), args.max_new_tokens)
+    ids = torch.tensor([ids], device=device)
     text_stream = TextStream(tokenizer)
     n_new = 0
     start = time.perf_counter()
@@ -78,16 +83,41 @@ def cli_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_prompt_length(model, prompt_tokens: int, max_new_tokens: int) -> None:
+    """The prompt (``prompt_tokens`` long once encoded) and ``--max-new-tokens`` must fit into the model's context;
+    a prompt the model adds no start token to may not be empty. Both are usage errors."""
+    from ..serving.sampling import ContextLengthError, check_context
+
+    if prompt_tokens == 0:
+        raise UsageError("--prompt is empty and this model adds no start token to it: give some text")
+    try:
+        check_context(model, prompt_tokens, max_new_tokens)
+    except ContextLengthError as exc:
+        raise UsageError(str(exc).replace("max_new_tokens=", "--max-new-tokens ")) from None
+
+
 def load_from_checkpoint(path: str):
+    import pickle
+
     import torch
 
     from ..ch04 import GPTModel
     from ..data import gpt2_encoding
     from ..training.checkpoints import load_checkpoint
 
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    if "config" not in checkpoint:
-        raise ValueError(f"{path} holds no model config; pass a checkpoint written by `llms-from-scratch pretrain`")
+    if not Path(path).is_file():
+        raise CommandError(f"checkpoint {path} does not exist: pass the checkpoint.pth that "
+                           "`llms-from-scratch pretrain --out-dir DIR` wrote into DIR")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused an object that is not a tensor
+        raise CommandError(f"{path}: {refused_pickle(exc)}") from None
+    except (RuntimeError, EOFError) as exc:  # torch's zip reader on a truncated or damaged file
+        reason = one_line(str(exc)).split(". ")[0]  # torch goes on for four more sentences
+        raise CommandError(f"{path} is not a readable PyTorch checkpoint (truncated or damaged: {reason}); "
+                           "write it again with `llms-from-scratch pretrain`") from None
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint:
+        raise CommandError(f"{path} holds no model config; pass a checkpoint written by `llms-from-scratch pretrain`")
     model = GPTModel(checkpoint["config"])
     load_checkpoint(path, model)
     return model, gpt2_encoding()
@@ -105,17 +135,20 @@ def load_gpt2(size: str):
 
 def run_book_model(args: argparse.Namespace) -> int:
     """Generate with the chapter-4 ``GPTModel`` and chapter 5's ``generate``."""
-    import torch
-
-    from ..ch05 import generate, text_to_token_ids, token_ids_to_text
     from .zoo import resolve_device, sampling_from_args
 
     sampling_from_args(args)  # the same checks as for zoo models (chapter 5's generate has no seed argument)
+    import torch
+
+    from ..ch05 import generate, text_to_token_ids, token_ids_to_text
+
     device, dtype = resolve_device(args.device, args.dtype)
     model, tokenizer = load_from_checkpoint(args.checkpoint) if args.checkpoint else load_gpt2(args.gpt2)
     model.to(device=device, dtype=dtype).eval()
     torch.manual_seed(123 if args.seed is None else args.seed)
     idx = text_to_token_ids(args.prompt, tokenizer).to(device)
+    if idx.shape[1] == 0:
+        raise UsageError("--prompt is empty: give some text for the model to continue")
     out = generate(model, idx, args.max_new_tokens, model.pos_emb.num_embeddings, temperature=args.temperature,
                    top_k=args.top_k, eos_id=tokenizer.eot_token, top_p=args.top_p)
     print(token_ids_to_text(out.cpu(), tokenizer))

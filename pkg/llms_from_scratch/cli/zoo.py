@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import CommandError, UsageError, positive_int
+from .errors import CommandError, UsageError, positive_int, random_seed
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEVICE_HELP = ("cpu, cuda, cuda:1, mps or auto (default): the first of CUDA, Apple MPS and the CPU that is "
@@ -18,7 +19,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", default="smollm2-135m-instruct",
                         help="a downloadable checkpoint name (default: smollm2-135m-instruct), a .gguf file, or a "
                              "checkpoint folder (Hugging Face, or Meta's params.json layout)")
-    parser.add_argument("--device", default="auto", help=DEVICE_HELP)
+    parser.add_argument("--device", default="auto", type=device_option, help=DEVICE_HELP)
     parser.add_argument("--dtype", default="auto", choices=DTYPES,
                         help="weight dtype; auto = bfloat16 on GPUs that support it, else float32")
     parser.add_argument("--no-autotune", action="store_true",
@@ -30,19 +31,42 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=positive_int, default=256,
                         help="most tokens to generate (default 256)")
     parser.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    parser.add_argument("--top-k", type=positive_int, default=None, help="sample among the k most likely tokens")
     parser.add_argument("--top-p", type=float, default=None, help="sample from the smallest set with this mass")
-    parser.add_argument("--seed", type=int, default=None, help="random seed for sampling")
+    parser.add_argument("--seed", type=random_seed, default=None, help="random seed for sampling")
+
+
+def device_option(text: str) -> str:
+    """argparse ``type=`` for ``--device``: ``auto`` or a device this machine has, checked when the command line
+    is parsed (before any model is loaded)."""
+    if text == "auto" or re.fullmatch(r"cpu(:\d+)?", text):
+        return text
+    if not re.fullmatch(r"(cuda|mps)(:\d+)?", text):  # refused without importing torch
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda, cuda:N, mps or auto")
+    import torch
+
+    device = torch.device(text)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r} needs a CUDA GPU and none is available; use cpu or auto")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA GPU(s), numbered from 0")
+    else:
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text!r}: Apple's MPS backend is not available here; use cpu or auto")
+    return text
 
 
 def sampling_from_args(args: argparse.Namespace):
     """The :class:`~llms_from_scratch.serving.generation.SamplingParams` the options ask for; a value it
-    rejects (``--top-p 1.5``) is a usage error."""
-    from ..serving.generation import SamplingParams
+    rejects (``--top-p 1.5``) is a usage error. Needs no torch: commands call it before loading anything."""
+    from ..serving.sampling import SamplingParams
 
     try:
         return SamplingParams(temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    except ValueError as exc:
+    except ValueError as exc:  # the message starts with the field's name: temperature, top_k, ...
         raise UsageError(f"--{str(exc).replace('_', '-')}") from None
 
 

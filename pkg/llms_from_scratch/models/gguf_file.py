@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..files.gguf import gguf_field, open_gguf
+from ..files.gguf import GGUFFileError, gguf_field, open_gguf
 from .checkpoint_io import check_device_dtype, expected_shapes, load_state_dict_into, tied_names
 from .config import ModelConfig
 from .loading import build_model
-from .weights import Rename, WeightMap, convert_to_ours
+from .weights import Rename, WeightMap, WeightMismatchError, convert_to_ours
 
 _B = "trf_blocks.{}"
 
@@ -44,21 +44,31 @@ def _gguf_map(permute_qk: bool, qk_norm: bool) -> WeightMap:
     return WeightMap(entries, ignore=(r"rope_freqs\.weight",))
 
 
+def gguf_weight_map(cfg: ModelConfig) -> WeightMap:
+    """GGUF tensor names -> this package's, for a model with ``cfg`` (also used by ``gguf_quantized.py``)."""
+    return _gguf_map(permute_qk=cfg.family == "llama", qk_norm=cfg.qk_norm)
+
+
 def read_gguf_config(path: str | os.PathLike, reader: Any = None) -> ModelConfig:
     """The :class:`ModelConfig` stored in a GGUF file's metadata (``llama`` and ``qwen3`` architectures)."""
     reader = reader or open_gguf(path)
     arch = gguf_field(reader, "general.architecture")
     if arch not in ("llama", "qwen3"):
-        raise ValueError(f"GGUF architecture {arch!r} is not supported (supported: llama, qwen3)")
+        raise GGUFFileError(f"{path}: GGUF architecture {arch!r} is not supported (supported: llama, qwen3)")
 
     def meta(key: str, default: Any = None) -> Any:
-        return gguf_field(reader, f"{arch}.{key}", default)
+        value = gguf_field(reader, f"{arch}.{key}", default)
+        if value is None:  # every field read without a default is one the model cannot be built without
+            raise GGUFFileError(f"{path}: the GGUF metadata lacks {arch}.{key}; the file is incomplete or was "
+                                "written by a converter this loader does not know")
+        return value
 
     n_heads = int(meta("attention.head_count"))
     emb_dim = int(meta("embedding_length"))
     head_dim = int(meta("attention.key_length", meta("rope.dimension_count", emb_dim // n_heads)))
     names = {t.name for t in reader.tensors}
-    vocab = meta("vocab_size") or len(reader.fields["tokenizer.ggml.tokens"].data)
+    tokens = reader.fields.get("tokenizer.ggml.tokens")
+    vocab = meta("vocab_size", 0) or (len(tokens.data) if tokens is not None else meta("vocab_size"))
     token_ids = tuple(
         (f"{k}_token_id", int(gguf_field(reader, f"tokenizer.ggml.{k}_token_id")))
         for k in ("bos", "eos", "pad") if gguf_field(reader, f"tokenizer.ggml.{k}_token_id") is not None
@@ -90,12 +100,20 @@ def load_gguf(
 
     def get_tensor(name: str) -> torch.Tensor:
         t = tensors[name]
-        values = dequantize(t.data, t.tensor_type)  # numpy, (rows, cols) = (out, in) like nn.Linear
+        try:
+            values = dequantize(t.data, t.tensor_type)  # numpy, (rows, cols) = (out, in) like nn.Linear
+        except NotImplementedError:
+            raise GGUFFileError(f"{path}: tensor {name} is stored as {t.tensor_type.name}, which the installed gguf "
+                                "package cannot dequantize; upgrade gguf or use a file quantized as Q4_K, Q8_0, "
+                                "F16 or F32") from None
         if not values.flags.writeable:  # unquantized tensors come back as read-only views of the file
             values = np.array(values)
         return torch.from_numpy(np.ascontiguousarray(values)).to(dtype)
 
     wmap = _gguf_map(permute_qk=cfg.family == "llama", qk_norm=cfg.qk_norm)
-    state = convert_to_ours(tensors, get_tensor, wmap, cfg, expected_shapes(model), shared=tied_names(model),
-                            fresh=True)  # dequantized arrays are new memory already
+    try:
+        state = convert_to_ours(tensors, get_tensor, wmap, cfg, expected_shapes(model), shared=tied_names(model),
+                                fresh=True)  # dequantized arrays are new memory already
+    except WeightMismatchError as exc:
+        raise GGUFFileError(f"{path}: {exc}") from None
     return load_state_dict_into(model, state).to(device).eval()

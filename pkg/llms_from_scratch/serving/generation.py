@@ -17,11 +17,22 @@ computes are those of plain ``F.linear``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
 from torch import nn
+
+# the request checks live in a module without torch (the CLI runs them before importing it); they are part of
+# this module's API too
+from .sampling import (  # noqa: F401
+    SEED_MAX,
+    SEED_MIN,
+    ContextLengthError,
+    SamplingParams,
+    check_context,
+    check_whole_number,
+    context_limit,
+)
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,45 +46,6 @@ def left_pad(sequences: Sequence[Sequence[int]], pad_id: int = 0) -> tuple[torch
         ids[row, longest - len(seq):] = torch.as_tensor(list(seq), dtype=torch.long)
         mask[row, longest - len(seq):] = 1
     return ids, mask
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How each next token is picked; validated when created, shared by ``generate``, ``stream``, the CLI and the
-    server.
-
-    ``temperature`` 0 picks the most likely token (greedy) and ignores ``top_k``/``top_p``; above 0 the
-    logits are divided by it and a token is drawn. ``top_k`` keeps the k most likely tokens, ``top_p`` the
-    smallest set whose probability reaches p. ``repetition_penalty`` (CTRL-style, > 1 discourages) applies to
-    every token already in the prompt or the output. ``seed`` seeds the random draws when no ``generator`` is
-    passed to :func:`stream`.
-    """
-
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    repetition_penalty: float | None = None
-    seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.repetition_penalty is not None and self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0, got {self.repetition_penalty}")
-
-    @classmethod
-    def resolve(cls, sampling: SamplingParams | None = None, **overrides: Any) -> SamplingParams:
-        """``sampling`` (default: greedy) with the keyword ``overrides`` applied, e.g. ``temperature=0.7``."""
-        unknown = set(overrides) - {f.name for f in fields(cls)}
-        if unknown:
-            raise TypeError(f"unknown sampling option(s) {sorted(unknown)}; "
-                            f"known: {[f.name for f in fields(cls)]}")
-        base = sampling if sampling is not None else cls()
-        return replace(base, **overrides) if overrides else base
 
 
 def next_token(
@@ -97,7 +69,12 @@ def next_token(
         logits = torch.where(seen, penalized, logits)
     if params.temperature == 0.0:
         return logits.argmax(dim=-1)
-    logits = logits / params.temperature
+    scaled = logits / params.temperature
+    if bool(torch.isposinf(scaled).any()) and not bool(torch.isposinf(logits).any()):
+        # a tiny temperature overflowed the largest logits to inf, and softmax would turn inf - inf into NaN;
+        # shifting by the row's maximum first keeps every value <= 0 and gives the same distribution
+        scaled = (logits - logits.amax(dim=-1, keepdim=True)) / params.temperature
+    logits = scaled
     if params.top_k is not None and params.top_k < logits.shape[-1]:
         kth = torch.topk(logits, params.top_k, dim=-1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -112,7 +89,23 @@ def next_token(
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
-@torch.inference_mode()
+def check_prompt(model: nn.Module, input_ids: torch.Tensor) -> None:
+    """Refuse, with a ``ValueError`` that says why, a prompt ``(batch, tokens)`` the model cannot read: no tokens,
+    ids that are not integers, or ids outside the model's vocabulary."""
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        raise ValueError(f"the prompt is empty (input_ids of shape {tuple(input_ids.shape)}): pass at least one "
+                         "token, e.g. the tokenizer's beginning-of-text id")
+    if input_ids.dtype.is_floating_point or input_ids.dtype.is_complex or input_ids.dtype == torch.bool:
+        raise ValueError(f"input_ids must hold integer token ids, got dtype {input_ids.dtype}")
+    vocab = getattr(getattr(model, "cfg", None), "vocab_size", None)
+    low, high = int(input_ids.min()), int(input_ids.max())
+    if low < 0:
+        raise ValueError(f"token id {low} is negative: token ids count from 0")
+    if vocab is not None and high >= vocab:
+        raise ValueError(f"token id {high} is outside this model's vocabulary (ids 0 to {vocab - 1}): encode the "
+                         "prompt with the model's own tokenizer")
+
+
 def stream(
     model: nn.Module,
     input_ids: torch.Tensor,
@@ -132,12 +125,18 @@ def stream(
     ``top_k=``, ``top_p=``, ``repetition_penalty=``, ``seed=``) may be passed instead or on top of it. A row
     that produced an end-of-sequence id is finished: later steps yield ``pad_id`` for it (default: the first
     eos id, else 0). Stops after ``max_new_tokens`` steps or when every row has finished.
+
+    The arguments are checked when ``stream`` is called, before the first token is asked for and before anything
+    is allocated: a ``ValueError`` refuses an empty prompt, ids outside the vocabulary, a ``max_new_tokens`` that
+    is not a whole number >= 0, and (as :class:`ContextLengthError`) a prompt plus ``max_new_tokens`` longer than
+    the model's context (see :func:`context_limit`). A server can therefore answer a bad request with an error
+    before it starts streaming.
     """
     params = SamplingParams.resolve(sampling, **overrides)
+    max_new_tokens = check_whole_number("max_new_tokens", max_new_tokens, minimum=0)
     if input_ids.dim() == 1:
         input_ids = input_ids[None]
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    check_prompt(model, input_ids)
     if generator is None and params.seed is not None:
         generator = torch.Generator(device=input_ids.device).manual_seed(params.seed)
     eos = torch.tensor(sorted(set(eos_ids or ())), dtype=torch.long, device=input_ids.device)
@@ -147,6 +146,18 @@ def stream(
     mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(input_ids.device).long()
     if mask.shape != input_ids.shape:
         raise ValueError(f"attention_mask shape {tuple(mask.shape)} differs from input_ids {tuple(input_ids.shape)}")
+    if not bool(mask.any(dim=1).all()):
+        raise ValueError("a row of attention_mask has no real token (all zeros): every prompt needs at least one")
+    check_context(model, prompt_len, max_new_tokens)  # before the cache for them is allocated
+    return _decode(model, input_ids, mask, max_new_tokens, params, eos, pad_id, use_cache, generator)
+
+
+@torch.inference_mode()
+def _decode(model: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor, max_new_tokens: int,
+            params: SamplingParams, eos: torch.Tensor, pad_id: int, use_cache: bool,
+            generator: torch.Generator | None) -> Iterator[torch.Tensor]:
+    """The decoding loop behind :func:`stream`, on arguments it has checked."""
+    batch, prompt_len = input_ids.shape
     finished = torch.zeros(batch, dtype=torch.bool, device=input_ids.device)
     seen = None
     if params.repetition_penalty is not None:
