@@ -13,7 +13,9 @@ How it works, in three steps shared by training and encoding:
 3. *Merges.* Training repeatedly joins the most frequent adjacent pair of tokens into a new token. Encoding
    replays this: in each chunk it merges the adjacent pair whose joined bytes have the lowest rank (earliest
    merge), one occurrence at a time, leftmost first, until no adjacent pair forms a known token. This is the
-   rule tiktoken applies, so GPT-2's files give tiktoken's ids exactly.
+   rule tiktoken applies, so GPT-2's files give tiktoken's ids exactly. Short chunks are simply rescanned after
+   each merge; in longer ones a heap of candidate pairs over a linked list of pieces finds each next merge, so
+   even a very long chunk (a run of one letter, a line of digits) is merged in ``O(n log n)``.
 """
 
 from __future__ import annotations
@@ -232,18 +234,7 @@ class BPETokenizer:
         if whole is not None:
             # A chunk that is itself a token is that token, even if no merge sequence would reach it.
             return [whole]
-        parts = [self.byte_ids[b] for b in data]
-        pair_to_id = self._pair_to_id
-        while len(parts) > 1:
-            # the adjacent pair that makes the earliest-learned token; min() keeps the leftmost on ties
-            best_pos, best_id = -1, None
-            for pos in range(len(parts) - 1):
-                new = pair_to_id.get((parts[pos], parts[pos + 1]))
-                if new is not None and (best_id is None or new < best_id):
-                    best_pos, best_id = pos, new
-            if best_id is None:
-                break
-            parts[best_pos : best_pos + 2] = [best_id]
+        parts = _merge_lowest_rank_first([self.byte_ids[b] for b in data], self._pair_to_id)
         if len(self._cache) < 100_000:
             self._cache[chunk] = parts
         return parts
@@ -360,6 +351,80 @@ class BPETokenizer:
         tok.special_tokens = dict(state["special_tokens"])
         tok._rebuild()
         return tok
+
+
+# Chunks up to this many bytes (most words of ordinary text) are merged by rescanning, which is faster than
+# setting up the heap for a handful of pairs; both give the same ids.
+_SHORT_CHUNK = 10
+
+
+def _merge_by_rescanning(parts: list[int], pair_to_id: dict[tuple[int, int], int]) -> list[int]:
+    """The merge rule written plainly: after each merge, look at every adjacent pair again (``O(n^2)``)."""
+    parts = list(parts)
+    while len(parts) > 1:
+        # the adjacent pair that makes the earliest-learned token; ``<`` keeps the leftmost on ties
+        best_pos, best_id = -1, None
+        for pos in range(len(parts) - 1):
+            new = pair_to_id.get((parts[pos], parts[pos + 1]))
+            if new is not None and (best_id is None or new < best_id):
+                best_pos, best_id = pos, new
+        if best_id is None:
+            break
+        parts[best_pos : best_pos + 2] = [best_id]
+    return parts
+
+
+def _merge_lowest_rank_first(parts: list[int], pair_to_id: dict[tuple[int, int], int]) -> list[int]:
+    """Merge a chunk's tokens the way tiktoken does, in ``O(n log n)`` for a chunk of ``n`` bytes.
+
+    The rule: among all adjacent pairs that form a known token, merge the one with the lowest rank (the new
+    token's id), the leftmost on ties; repeat until no pair forms a token. Rescanning every pair after each merge
+    (:func:`_merge_by_rescanning`) costs ``O(n^2)``: minutes for a run of 100,000 identical letters. Instead the
+    candidates wait in a heap ordered by (rank, start), and the pieces form a doubly linked list, so a merge only
+    has to look at its two new neighbours. A piece is named by the byte index where it starts, which keeps the
+    list's order, so the heap's tie-break on the start is the leftmost-first rule.
+
+    Entries are never removed from the heap; an entry whose pair has since changed (a neighbour was merged away)
+    is recognised when popped, because the pair now at that start no longer has the entry's rank, and skipped.
+    """
+    if len(parts) <= _SHORT_CHUNK:
+        return _merge_by_rescanning(parts, pair_to_id)
+    n = len(parts)
+    ids = list(parts)  # ids[i]: the token of the piece that starts at byte i; -1 once merged into its left neighbour
+    next_start = list(range(1, n + 1))  # n: no piece to the right
+    prev_start = list(range(-1, n - 1))  # -1: no piece to the left
+    heap = []
+    for i in range(n - 1):
+        rank = pair_to_id.get((ids[i], ids[i + 1]))
+        if rank is not None:
+            heap.append((rank, i))
+    heapq.heapify(heap)
+
+    while heap:
+        rank, i = heapq.heappop(heap)
+        j = next_start[i]
+        if j >= n or pair_to_id.get((ids[i], ids[j])) != rank:
+            continue  # stale: this pair was changed by an earlier merge
+        # pieces i and j become one piece at i; j leaves the list
+        ids[i], ids[j] = rank, -1
+        k = next_start[j]
+        next_start[i] = k
+        if k < n:
+            prev_start[k] = i
+            right = pair_to_id.get((rank, ids[k]))
+            if right is not None:
+                heapq.heappush(heap, (right, i))
+        h = prev_start[i]
+        if h >= 0:
+            left = pair_to_id.get((ids[h], rank))
+            if left is not None:
+                heapq.heappush(heap, (left, h))
+
+    merged, i = [], 0
+    while i < n:
+        merged.append(ids[i])
+        i = next_start[i]
+    return merged
 
 
 def _valid_unicode(text: str) -> str:

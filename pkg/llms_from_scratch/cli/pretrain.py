@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 from ..gpt2_sizes import GPT2_MODEL_SIZES
-from .errors import UsageError, positive_int
+from .errors import UsageError, non_negative_int, positive_int
 from .zoo import DEVICE_HELP
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="a text file, or a folder whose *.txt files form the corpus")
-    parser.add_argument("--out-dir", required=True, help="folder for tokens.bin, checkpoint.pth and loss.png")
+    parser.add_argument("--out-dir", required=True,
+                        help="folder for tokens.bin (with its record tokens.json), checkpoint.pth and loss.png; "
+                             "one run at a time")
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="124M", choices=GPT2_MODEL_SIZES,
                        help="GPT-2 size to start from (default 124M)")
-    model.add_argument("--context-length", type=int, default=256)
-    model.add_argument("--emb-dim", type=int, help="override the size's width")
-    model.add_argument("--n-layers", type=int, help="override the size's depth")
-    model.add_argument("--n-heads", type=int, help="override the size's number of heads")
+    model.add_argument("--context-length", type=positive_int, default=256)
+    model.add_argument("--emb-dim", type=positive_int, help="override the size's width")
+    model.add_argument("--n-layers", type=positive_int, help="override the size's depth")
+    model.add_argument("--n-heads", type=positive_int, help="override the size's number of heads")
     model.add_argument("--drop-rate", type=float, default=0.1)
     run = parser.add_argument_group("training")
     length = run.add_mutually_exclusive_group(required=True)
@@ -27,7 +29,7 @@ def add_arguments(parser) -> None:
     run.add_argument("--learning-rate", type=float, default=4e-4, help="peak learning rate")
     run.add_argument("--initial-lr", type=float, default=1e-5, help="learning rate at the start of warmup")
     run.add_argument("--min-lr", type=float, default=1e-5, help="learning rate at the end of the cosine decay")
-    run.add_argument("--warmup-steps", type=int, help="default: 10%% of the steps")
+    run.add_argument("--warmup-steps", type=non_negative_int, help="default: 10%% of the steps")
     run.add_argument("--weight-decay", type=float, default=0.1)
     run.add_argument("--max-norm", type=float, default=1.0, help="gradient clipping threshold (0 turns it off)")
     run.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
@@ -41,10 +43,12 @@ def add_arguments(parser) -> None:
     run.add_argument("--eval-interval", type=positive_int, default=50, help="steps between evaluations and checkpoints")
     run.add_argument("--eval-iters", type=positive_int, default=5, help="validation batches per evaluation")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)
-    run.add_argument("--resume", action="store_true", help="continue from OUT_DIR/checkpoint.pth")
-    run.add_argument("--stop-at-step", type=int, help="end this session at this step (save, then --resume later)")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from OUT_DIR/checkpoint.pth (refused if it is damaged, or if the model options "
+                          "or the text under --data changed)")
+    run.add_argument("--stop-at-step", type=positive_int, help="end this session at this step (save, then --resume later)")
     run.add_argument("--sample-prompt", default="Every effort moves you")
-    run.add_argument("--sample-tokens", type=int, default=40)
+    run.add_argument("--sample-tokens", type=non_negative_int, default=40)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -60,18 +64,24 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..training.pretrain import PretrainArgs, model_config, pretrain
+    from ..training.pretrain_args import PretrainArgs, ResumeError, check_paths, check_values
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command_parser")}
     if options["max_norm"] == 0:
         options["max_norm"] = None
-    if args.epochs is not None and args.epochs <= 0:
-        raise UsageError(f"--epochs must be positive, got {args.epochs}")
+    pretrain_args = PretrainArgs(**options)
     try:
-        model_config(PretrainArgs(**options))  # the model options fit together (emb_dim divisible by n_heads)
-    except ValueError as exc:
+        check_values(pretrain_args)  # before torch is imported: a wrong value is reported at once
+        check_paths(pretrain_args)
+        from ..training.pretrain import check_args, pretrain
+
+        check_args(pretrain_args)  # the device, which needs torch; still before the corpus or a model is loaded
+    except (ValueError, FileNotFoundError) as exc:  # ResumeError is a ValueError
         raise UsageError(str(exc)) from None
-    result = pretrain(PretrainArgs(**options))
+    try:
+        result = pretrain(pretrain_args)
+    except ResumeError as exc:  # the checkpoint in --out-dir does not fit this command line
+        raise UsageError(str(exc)) from None
     print(f"{result['steps']} steps, {result['tokens_seen']:,} tokens in {result['seconds']:.1f} s "
           f"({result['tokens_seen'] / max(result['seconds'], 1e-9):,.0f} tokens/s this session)")
     print(f"checkpoint: {result['checkpoint']}")

@@ -2,16 +2,21 @@
 
 What a run does, in order:
 
-1. tokenize the corpus once into a memory-mapped uint16 file (``tokens.bin`` in the output folder; reused when
-   present), and split it into training and validation tokens;
-2. each optimizer step draws ``grad_accum_steps`` random batches of windows, averages their gradients, clips the
+1. check every setting, lock the output folder (one run at a time; temporary files of killed runs are removed)
+   and, with ``resume=True``, check that the checkpoint is intact and was trained on this model and this data;
+2. tokenize the corpus once into a memory-mapped uint16 file (``tokens.bin`` in the output folder, reused while
+   its record ``tokens.json`` still matches the corpus and the tokenizer), and split it into training and
+   validation tokens;
+3. each optimizer step draws ``grad_accum_steps`` random batches of windows, averages their gradients, clips the
    gradient norm, and sets the learning rate from the warmup + cosine schedule;
-3. every ``eval_interval`` steps it measures the validation loss on fixed batches and saves a checkpoint
-   atomically: model, optimizer, random-number state, data position, step, configuration and loss history.
+4. every ``eval_interval`` steps it measures the validation loss on fixed batches and saves a checkpoint
+   atomically: model, optimizer, random-number state, data position, step, configuration, loss history, the
+   record of the corpus it trains on, and a checksum of all of it.
 
-``resume=True`` continues from that checkpoint. On the CPU the continued run is bit-identical to one that was
-never interrupted (``tests/training/test_pretrain.py`` checks this), because everything random (dropout and the data
-sampler) is restored exactly.
+``resume=True`` continues from that checkpoint, and refuses one that is damaged, was trained with other model
+options or on other data (a changed, added or removed file). On the CPU the continued run is bit-identical to one
+that was never interrupted (``tests/training/test_pretrain.py`` checks this), because everything random (dropout
+and the data sampler) is restored exactly.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -31,51 +37,17 @@ from ..ch04 import GPT_CONFIG_124M, GPTModel
 from ..ch05 import generate, text_to_token_ids, token_ids_to_text
 from ..device import pick_device
 from ..gpt2_weights import GPT2_MODEL_CONFIGS
-from .checkpoints import load_model_state_dict, save_checkpoint, unwrap_model
+from .checkpoints import CheckpointError, load_model_state_dict, read_checkpoint, save_checkpoint, unwrap_model
 from .fused_loss import gpt_hidden_states, lm_loss
-from .token_file import TokenWindows, build_token_file
+from .pretrain_args import CHECKPOINT_NAME, PretrainArgs, ResumeError, check_paths, check_values
+from .run_folder import exclusive_run_folder
+from .token_file import TokenWindows, prepare_token_file, record_path, source_differences
 
-__all__ = ["PretrainArgs", "model_config", "pretrain"]
+__all__ = ["PretrainArgs", "ResumeError", "check_args", "model_config", "pretrain"]
 
-CHECKPOINT_NAME = "checkpoint.pth"
-
-
-@dataclass
-class PretrainArgs:
-    """Everything a run depends on. The model's size comes from ``model`` (a GPT-2 size), then ``emb_dim``,
-    ``n_layers`` and ``n_heads`` where they are set."""
-
-    data: str
-    out_dir: str
-    model: str = "124M"
-    context_length: int = 256
-    emb_dim: int | None = None
-    n_layers: int | None = None
-    n_heads: int | None = None
-    drop_rate: float = 0.1
-    steps: int | None = None
-    epochs: float | None = None
-    batch_size: int = 8
-    grad_accum_steps: int = 1
-    learning_rate: float = 4e-4
-    initial_lr: float = 1e-5
-    min_lr: float = 1e-5
-    warmup_steps: int | None = None  # default: 10% of the steps
-    weight_decay: float = 0.1
-    max_norm: float | None = 1.0
-    precision: str = "auto"  # "auto" (bf16 on GPUs that support it, else fp32), "fp32" or "bf16"
-    compile: bool = False
-    fused_loss: bool = True  # output head fused into the loss (training.fused_loss); False: logits + F.cross_entropy
-    seed: int = 123
-    val_fraction: float = 0.1
-    eval_interval: int = 50
-    eval_iters: int = 5
-    device: str = "auto"  # "auto": CUDA, then Apple MPS, then the CPU (device.pick_device)
-    resume: bool = False
-    stop_at_step: int | None = None  # end this session early; the schedule still follows steps/epochs
-    sample_prompt: str = "Every effort moves you"
-    sample_tokens: int = 40
-    quiet: bool = False
+TOKENS_NAME = "tokens.bin"
+# what a pretraining checkpoint must hold to be resumed
+_RESUME_KEYS = ("model", "optimizer", "config", "args", "corpus", "data", "rng", "step", "tokens_seen", "history")
 
 
 def model_config(args: PretrainArgs) -> dict[str, Any]:
@@ -93,9 +65,34 @@ def model_config(args: PretrainArgs) -> dict[str, Any]:
 
 
 def _device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    return pick_device(verbose=False)[0]
+    if name == "auto":
+        return pick_device(verbose=False)[0]
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA GPU is available here; use --device auto or cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"--device {name}: Apple's MPS is not available here; use --device auto or cpu")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: pretraining runs on cpu, cuda or mps")
+    return device
+
+
+def check_args(args: PretrainArgs) -> None:
+    """Refuse impossible settings with one message naming the option and the fix, before anything heavy runs.
+
+    The values (:func:`.pretrain_args.check_values`), the model's configuration, whether the device exists here,
+    then ``data`` and the checkpoint to resume (:func:`.pretrain_args.check_paths`). Raises ``ValueError``,
+    ``FileNotFoundError`` or :class:`ResumeError`.
+    """
+    check_values(args)
+    model_config(args)
+    _device(args.device)
+    check_paths(args)
 
 
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -155,23 +152,74 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def _describe_config(cfg: dict[str, Any], keys: list[str]) -> str:
+    return ", ".join(f"{key}={cfg.get(key)}" for key in keys)
+
+
+def _checkpoint_to_resume(path: Path, cfg: dict[str, Any], args: PretrainArgs, tokenizer) -> dict[str, Any]:
+    """The checkpoint at ``path``, verified intact and checked against this run's model, split and data."""
+    ckpt = read_checkpoint(path, map_location="cpu", require_checksum=True)
+    missing = [key for key in _RESUME_KEYS if not isinstance(ckpt, dict) or key not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} is not a checkpoint written by pretrain (it lacks {', '.join(missing)}); "
+                              "start without --resume or pass another --out-dir")
+    fix = "or start a new run in another --out-dir without --resume"
+    if ckpt["config"] != cfg:
+        keys = sorted(key for key in cfg.keys() | ckpt["config"].keys() if ckpt["config"].get(key) != cfg.get(key))
+        raise ResumeError(f"cannot resume from {path}: it was trained with {_describe_config(ckpt['config'], keys)}, "
+                          f"this run asks for {_describe_config(cfg, keys)}; pass the same model options as the "
+                          f"original run, {fix}")
+    if ckpt["args"].get("val_fraction") != args.val_fraction:
+        raise ResumeError(f"cannot resume from {path}: it held out --val-fraction {ckpt['args'].get('val_fraction')}, "
+                          f"this run asks for {args.val_fraction}; pass the original value, {fix}")
+    why = source_differences(ckpt["corpus"], args.data, tokenizer)
+    if why is not None:
+        raise ResumeError(f"cannot resume from {path}: its training data differs from --data {args.data}: {why}; "
+                          f"resume with the data the run started with, unchanged, {fix}")
+    return ckpt
+
+
+def _note(args: PretrainArgs, text: str) -> None:
+    if not args.quiet:
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+
+
 def pretrain(args: PretrainArgs) -> dict[str, Any]:
-    """Run (or resume) pretraining; returns the loss history and where the checkpoint and plot were written."""
+    """Run (or resume) pretraining; returns the loss history and where the checkpoint and plot were written.
+
+    Raises ``ValueError`` (or ``FileNotFoundError``) for settings that cannot work, :class:`ResumeError` when a
+    resumed run does not fit its checkpoint, ``CheckpointError`` for a damaged checkpoint, and
+    ``FolderInUseError`` when another live run trains into ``out_dir``.
+    """
+    check_args(args)
+    out_dir = Path(args.out_dir)
+    written = (CHECKPOINT_NAME, TOKENS_NAME, record_path(TOKENS_NAME).name)
+    with exclusive_run_folder(out_dir, written) as removed:
+        if removed:
+            _note(args, f"removed {len(removed)} temporary file(s) left by a run that was killed: "
+                        f"{', '.join(p.name for p in removed)}")
+        return _pretrain(args, out_dir)
+
+
+def _pretrain(args: PretrainArgs, out_dir: Path) -> dict[str, Any]:
     from tqdm import tqdm
 
     from ..data import gpt2_encoding
 
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path = out_dir / CHECKPOINT_NAME
     tokenizer = gpt2_encoding()
     device = _device(args.device)
     autocast_dtype = _autocast_dtype(args.precision, device)
     cfg = model_config(args)
+    # the checkpoint is checked before the corpus is tokenized: a run that cannot resume stops at once
+    ckpt = _checkpoint_to_resume(checkpoint_path, cfg, args, tokenizer) if args.resume else None
 
-    token_path = out_dir / "tokens.bin"
-    if not token_path.exists():
-        build_token_file(args.data, token_path, tokenizer)
+    token_path = out_dir / TOKENS_NAME
+    corpus, rebuilt = prepare_token_file(args.data, token_path, tokenizer)
+    if rebuilt is not None:
+        _note(args, f"tokenizing {args.data} into {token_path}: {rebuilt}")
     train = TokenWindows(token_path, cfg["context_length"], args.batch_size, "train", args.val_fraction, args.seed)
     val = TokenWindows(token_path, cfg["context_length"], args.batch_size, "val", args.val_fraction, args.seed + 1)
     total_steps = _total_steps(args, train)
@@ -186,18 +234,15 @@ def pretrain(args: PretrainArgs) -> dict[str, Any]:
     history: dict[str, list] = {"step": [], "train_loss": [], "val_step": [], "val_loss": [], "tokens_seen": []}
     step, tokens_seen = 0, 0
 
-    if args.resume:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint at {checkpoint_path}; start without --resume first")
-        ckpt = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        if ckpt["config"] != cfg:
-            raise ValueError(f"the checkpoint was trained with config {ckpt['config']}, but this run asks for "
-                             f"{cfg}; pass the same model options as the original run")
+    if ckpt is not None:
+        # loaded on the CPU: load_state_dict copies weights and optimizer state to the model's device, and the
+        # random-number states must be CPU tensors
         load_model_state_dict(model, ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         train.load_state_dict(ckpt["data"])
         _set_rng_state(ckpt["rng"], device)
         step, tokens_seen, history = ckpt["step"], ckpt["tokens_seen"], ckpt["history"]
+        del ckpt
 
     # the fused loss needs the hidden states, not the logits: compile the part of the model that computes them
     hidden_states = functools.partial(gpt_hidden_states, model)
@@ -207,8 +252,8 @@ def pretrain(args: PretrainArgs) -> dict[str, Any]:
 
     def save() -> None:
         save_checkpoint(checkpoint_path, model, optimizer, step=step, tokens_seen=tokens_seen, config=cfg,
-                        args=asdict(args), rng=_rng_state(device),
-                        data=train.state_dict(), history=history)
+                        args=asdict(args), rng=_rng_state(device), data=train.state_dict(), history=history,
+                        corpus=corpus)
 
     model.train()
     start = time.perf_counter()

@@ -3,40 +3,50 @@
 GPT-2's vocabulary (50,257 ids) fits in 16 bits, so a token costs two bytes on disk. Training opens the file as
 a ``numpy.memmap``: the operating system pages in only the windows a batch touches, so memory use stays flat
 however large the corpus is. Documents are separated by ``<|endoftext|>`` so the model learns where texts end.
+
+Beside ``tokens.bin`` lies ``tokens.json``, the record of what it was made from: every corpus file (path, size,
+modification time, SHA-256; see :mod:`.corpus`), the tokenizer and the number of tokens. :func:`prepare_token_file`
+reuses a token file only while its record still describes the corpus and the tokenizer and builds it again
+otherwise, so a run pointed at other text never trains on the tokens of the text before.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..files import atomic_path
+from .corpus import corpus_changes, corpus_files, file_entry, read_corpus_text, summarize
 
-__all__ = ["TokenWindows", "build_token_file", "corpus_files"]
+__all__ = ["TokenWindows", "build_token_file", "corpus_files", "prepare_token_file", "record_path",
+           "source_differences", "tokenizer_record"]
 
 _MAX_UINT16 = 2**16 - 1
+RECORD_FORMAT = "llms-from-scratch-tokens"
+RECORD_VERSION = 1
+_RECORD_KEYS = {"source", "files", "tokenizer", "n_tokens"}
 
 
-def corpus_files(source: str | Path) -> list[Path]:
-    """The text files of a corpus: ``source`` itself, or every ``*.txt`` below the folder, in sorted order."""
-    source = Path(source)
-    if source.is_file():
-        return [source]
-    if source.is_dir():
-        files = sorted(p for p in source.rglob("*.txt") if p.is_file())
-        if not files:
-            raise FileNotFoundError(f"no .txt files below {source}; put the training text in .txt files")
-        return files
-    raise FileNotFoundError(f"{source} is neither a text file nor a folder")
+def record_path(token_path: str | Path) -> Path:
+    """Where the record of a token file lies: ``tokens.bin`` -> ``tokens.json``."""
+    return Path(token_path).with_suffix(".json")
 
 
-def _encode_stream(files: list[Path], tokenizer) -> Iterator[np.ndarray]:
+def tokenizer_record(tokenizer) -> dict[str, Any]:
+    """What identifies a tokenizer in a record: its name and vocabulary size."""
+    return {"name": getattr(tokenizer, "name", type(tokenizer).__name__), "n_vocab": int(tokenizer.n_vocab)}
+
+
+def _encode_stream(files: list[Path], tokenizer, entries: list[dict[str, Any]]) -> Iterator[np.ndarray]:
     eot = tokenizer.eot_token if hasattr(tokenizer, "eot_token") else None
-    for path in files:
-        ids = tokenizer.encode(path.read_text(encoding="utf-8"), allowed_special={"<|endoftext|>"})
+    for path, entry in zip(files, entries):
+        text, entry["sha256"] = read_corpus_text(path)
+        ids = tokenizer.encode(text, allowed_special={"<|endoftext|>"})
         if eot is not None:
             ids.append(eot)  # mark the document boundary
         array = np.asarray(ids, dtype=np.int64)
@@ -46,18 +56,82 @@ def _encode_stream(files: list[Path], tokenizer) -> Iterator[np.ndarray]:
         yield array.astype(np.uint16)
 
 
+def _write_tokens(source: str | Path, out_path: Path, tokenizer) -> dict[str, Any]:
+    """Tokenize the corpus into ``out_path`` and return the record that describes the result."""
+    files = corpus_files(source)
+    # sizes and times are taken before the bytes are read: a file edited meanwhile then differs from its record
+    entries = [file_entry(path, source) for path in files]
+    n_tokens = 0
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
+        for array in _encode_stream(files, tokenizer, entries):
+            f.write(array.tobytes())
+            n_tokens += array.size
+    return {"format": RECORD_FORMAT, "version": RECORD_VERSION, "source": str(Path(source).resolve()),
+            "files": entries, "tokenizer": tokenizer_record(tokenizer), "n_tokens": n_tokens}
+
+
 def build_token_file(source: str | Path, out_path: str | Path, tokenizer) -> Path:
     """Tokenize a text file or a folder of ``.txt`` files into ``out_path`` (uint16), one file at a time.
 
     Only one document's tokens are held in memory at once; the result is written beside ``out_path`` and
-    renamed into place, so an interrupted run never leaves a half-written token file behind.
+    renamed into place, so an interrupted run never leaves a half-written token file behind. A file that is not
+    UTF-8 stops the build with an error naming the file and the offset of the first bad byte.
     """
-    files = corpus_files(source)
     out_path = Path(out_path)
-    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:
-        for array in _encode_stream(files, tokenizer):
-            f.write(array.tobytes())
+    _write_tokens(source, out_path, tokenizer)
     return out_path
+
+
+def source_differences(record: dict[str, Any], source: str | Path, tokenizer) -> str | None:
+    """Why the corpus at ``source`` and ``tokenizer`` are not what ``record`` describes; None when they are."""
+    if record.get("tokenizer") != tokenizer_record(tokenizer):
+        old, new = record.get("tokenizer") or {}, tokenizer_record(tokenizer)
+        return f"the tokenizer was {old.get('name')} ({old.get('n_vocab')} tokens), now {new['name']} " \
+               f"({new['n_vocab']} tokens)"
+    changes = corpus_changes(record["files"], source)
+    if not changes:
+        return None  # the same files, possibly moved to another folder
+    root = str(Path(source).resolve())
+    where = f"the corpus was {record['source']}, now {root}: " if record["source"] != root else "the corpus changed: "
+    return where + summarize(changes)
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT or record.get("version") != RECORD_VERSION:
+        return None
+    return record if _RECORD_KEYS <= record.keys() else None
+
+
+def _why_rebuild(out_path: Path, source: str | Path, tokenizer) -> str | None:
+    if not out_path.is_file():
+        return "there is no token file yet"
+    record = _read_record(record_path(out_path))
+    if record is None:
+        return f"it has no readable record of its source ({record_path(out_path).name})"
+    if out_path.stat().st_size != 2 * record["n_tokens"]:
+        return f"it does not hold the {record['n_tokens']:,} tokens its record names"
+    return source_differences(record, source, tokenizer)
+
+
+def prepare_token_file(source: str | Path, out_path: str | Path, tokenizer) -> tuple[dict[str, Any], str | None]:
+    """Reuse ``out_path`` if its record matches the corpus and the tokenizer, otherwise (re)build it.
+
+    Returns the record and, when the file was (re)built, why; ``None`` when it was reused.
+    """
+    out_path = Path(out_path)
+    why = _why_rebuild(out_path, source, tokenizer)
+    if why is None:
+        return _read_record(record_path(out_path)), None
+    # the old record goes first: a token file without a record is never trusted, whatever stops this build
+    record_path(out_path).unlink(missing_ok=True)
+    record = _write_tokens(source, out_path, tokenizer)
+    with atomic_path(record_path(out_path)) as tmp:
+        tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record, why
 
 
 class TokenWindows:
