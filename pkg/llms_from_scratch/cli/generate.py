@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..gpt2_sizes import GPT2_MODEL_SIZES  # the one table of sizes; it imports no torch
+from ._inference_args import add_inference_arguments, load_for_inference, memory_line
 from .errors import CommandError, UsageError, one_line, refused_pickle
 from .zoo import add_model_arguments, add_sampling_arguments
 
@@ -37,6 +38,7 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     add_sampling_arguments(parser)
     parser.add_argument("--stream", action="store_true", help="print tokens as they are generated")
     parser.add_argument("--benchmark", action="store_true", help="print tokens/second to stderr")
+    add_inference_arguments(parser)  # --quantize
 
 
 def run(args) -> int:
@@ -47,7 +49,7 @@ def run(args) -> int:
 
 def cli_generate(args: argparse.Namespace) -> int:
     """``llms-from-scratch generate -m MODEL -p PROMPT``: print the generated text to stdout."""
-    from .zoo import load_model_and_tokenizer, prompt_ids, resolve_device, sampling_from_args
+    from .zoo import prompt_ids, resolve_device, sampling_from_args
 
     sampling = sampling_from_args(args)  # before torch is imported: a wrong value is reported at once
     import time
@@ -57,7 +59,7 @@ def cli_generate(args: argparse.Namespace) -> int:
     from ..serving.generation import TextStream, stream
 
     device, dtype = resolve_device(args.device, args.dtype)
-    model, tokenizer = load_model_and_tokenizer(args.model, device, dtype, not args.no_autotune)
+    model, tokenizer = load_for_inference(args, device, dtype)
     ids = prompt_ids(tokenizer, [{"role": "user", "content": args.prompt}])
     check_prompt_length(model, len(ids), args.max_new_tokens)
     ids = torch.tensor([ids], device=device)
@@ -80,6 +82,7 @@ def cli_generate(args: argparse.Namespace) -> int:
     if args.benchmark:
         print(f"{n_new} tokens in {elapsed:.2f} s: {n_new / elapsed:.1f} tokens/s "
               f"(prompt {ids.shape[1]} tokens, {device.type}, {str(dtype).removeprefix('torch.')})", file=sys.stderr)
+        print(memory_line(model), file=sys.stderr)
     return 0
 
 
@@ -103,7 +106,7 @@ def load_from_checkpoint(path: str):
 
     from ..ch04 import GPTModel
     from ..data import gpt2_encoding
-    from ..training.checkpoints import load_checkpoint
+    from ..training.checkpoints import CheckpointError, load_model_state_dict, verify_checksum
 
     if not Path(path).is_file():
         raise CommandError(f"checkpoint {path} does not exist: pass the checkpoint.pth that "
@@ -116,10 +119,14 @@ def load_from_checkpoint(path: str):
         reason = one_line(str(exc)).split(". ")[0]  # torch goes on for four more sentences
         raise CommandError(f"{path} is not a readable PyTorch checkpoint (truncated or damaged: {reason}); "
                            "write it again with `llms-from-scratch pretrain`") from None
-    if not isinstance(checkpoint, dict) or "config" not in checkpoint:
+    try:
+        checkpoint = verify_checksum(checkpoint, path)  # the file is read once; its checksum is checked here
+    except CheckpointError as exc:
+        raise CommandError(str(exc)) from None
+    if not isinstance(checkpoint, dict) or "config" not in checkpoint or "model" not in checkpoint:
         raise CommandError(f"{path} holds no model config; pass a checkpoint written by `llms-from-scratch pretrain`")
     model = GPTModel(checkpoint["config"])
-    load_checkpoint(path, model)
+    load_model_state_dict(model, checkpoint["model"])
     return model, gpt2_encoding()
 
 

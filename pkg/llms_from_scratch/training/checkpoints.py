@@ -137,6 +137,14 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu",
         reason = text.splitlines()[0].split(". ")[0] if text else type(exc).__name__  # torch's first sentence
         raise CheckpointError(f"{path} cannot be read as a checkpoint ({reason}); it is damaged or was not written "
                               "by torch.save: use an intact copy or start again without it") from None
+    return verify_checksum(checkpoint, path, require_checksum)
+
+
+def verify_checksum(checkpoint: Any, path: str | Path, require_checksum: bool = False) -> Any:
+    """Check the checksum :func:`save_checkpoint` stored in an already loaded ``checkpoint`` and remove it.
+
+    For callers that had to ``torch.load`` the file themselves; ``path`` only names the file in the error.
+    """
     if isinstance(checkpoint, dict) and CHECKSUM_KEY in checkpoint:
         expected = checkpoint.pop(CHECKSUM_KEY)
         if state_checksum(checkpoint) != expected:
