@@ -6,12 +6,17 @@ import sys
 
 
 def register(subparsers) -> None:
+    from ._inference_args import add_inference_arguments
     from .zoo import add_model_arguments, add_sampling_arguments
 
     parser = subparsers.add_parser("chat", help="talk to an instruct model (multi-turn; /reset, /exit)")
     add_model_arguments(parser)
     add_sampling_arguments(parser)
+    add_inference_arguments(parser)  # --quantize
     parser.add_argument("--system", default=None, help="a system message that starts the conversation")
+    parser.add_argument("--allow-special-tokens", action="store_true",
+                        help="encode special-token strings you type (<|im_end|>, ...) as control tokens; by default "
+                             "they are plain text")
     parser.set_defaults(func=_run)
 
 
@@ -19,12 +24,13 @@ def _run(args) -> int:
     import torch
 
     from ..serving.generation import TextStream, stream
+    from ._inference_args import load_for_inference
     from .errors import CommandError
-    from .zoo import load_model_and_tokenizer, resolve_device, sampling_from_args
+    from .zoo import resolve_device, sampling_from_args
 
     sampling = sampling_from_args(args)
     device, dtype = resolve_device(args.device, args.dtype)
-    model, tokenizer = load_model_and_tokenizer(args.model, device, dtype, not args.no_autotune)
+    model, tokenizer = load_for_inference(args, device, dtype)
     if getattr(tokenizer, "chat_format", None) is None:
         raise CommandError(f"{args.model} is a base model without a chat format; use `generate` instead")
     start = [{"role": "system", "content": args.system}] if args.system else []
@@ -44,7 +50,8 @@ def _run(args) -> int:
         if not line.strip():
             continue
         messages.append({"role": "user", "content": line.rstrip("\n")})
-        ids = torch.tensor([tokenizer.encode(tokenizer.apply_chat_template(messages))], device=device)
+        prompt = tokenizer.encode_chat(messages, allow_special_in_content=args.allow_special_tokens)
+        ids = torch.tensor([prompt], device=device)
         text = TextStream(tokenizer)
         if interactive:
             print("model> ", end="", flush=True)

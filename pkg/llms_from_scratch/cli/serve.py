@@ -1,36 +1,119 @@
-"""``llms-from-scratch serve -m MODEL --port N``: an OpenAI-compatible chat server for an instruct model."""
+"""``llms-from-scratch serve -m MODEL --port N``: an OpenAI-compatible chat server for an instruct model.
+
+The server runs on Starlette and uvicorn, the package's ``serve`` extra; without them the command says how to
+install them and exits with status 1 (``--help`` works either way).
+"""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
+API_KEY_ENV = "LLMS_SERVE_API_KEY"
+
 
 def register(subparsers) -> None:
+    from ._inference_args import add_inference_arguments
     from .errors import non_negative_int, positive_int
     from .zoo import add_model_arguments
 
     parser = subparsers.add_parser("serve", help="serve an instruct model with the OpenAI chat API")
     add_model_arguments(parser)
+    add_inference_arguments(parser)  # --quantize
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=non_negative_int, default=8000, help="port (default 8000; 0 picks a free one)")
-    parser.add_argument("--name", default=None, help="model id clients send (default: the -m value)")
+    parser.add_argument("--name", default=None,
+                        help="model id clients send (default: the -m name, or the file or folder name of a path)")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="PyTorch CPU threads (default: PyTorch's choice, one per core); 1 or 2 keeps a "
                              "server started next to a notebook or a training run from competing for every core")
+    parser.add_argument("--api-key", default=None,
+                        help=f"require 'Authorization: Bearer KEY' on every request (or set ${API_KEY_ENV}, "
+                             "which keeps the key out of the process list)")
+    parser.add_argument("--allow-special-tokens", action="store_true",
+                        help="encode special-token strings in messages (<|im_end|>, ...) as control tokens; by "
+                             "default they are plain text, so that a user cannot forge a system turn")
+    limits = parser.add_argument_group("limits")
+    limits.add_argument("--max-tokens", type=positive_int, default=2048,
+                        help="the longest reply a request may ask for (default 2048)")
+    limits.add_argument("--max-waiting", type=non_negative_int, default=16,
+                        help="requests that may wait while one generates; the next gets a 503 (default 16)")
+    limits.add_argument("--max-connections", type=positive_int, default=64,
+                        help="open connections; a request on one more gets a 503 (default 64)")
+    limits.add_argument("--header-timeout", type=_seconds, default=10.0,
+                        help="seconds for a request's headers to arrive (default 10)")
+    limits.add_argument("--body-timeout", type=_seconds, default=30.0,
+                        help="seconds for a request's body to arrive once its headers are in (default 30)")
     parser.set_defaults(func=_run)
 
 
+def _seconds(text: str) -> float:
+    import argparse
+    import math
+
+    value = float(text)
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text}")
+    return value
+
+
+def model_id(model: str) -> str:
+    """The id a model is served under: a registry name as it is, a file or folder by its name without the
+    path (``/models/SmolLM2-135M-Instruct.Q4_1.gguf`` is ``SmolLM2-135M-Instruct.Q4_1``), so that the server
+    does not show where its files are."""
+    path = Path(model)
+    if path.suffix == ".gguf":
+        return path.stem
+    if len(path.parts) > 1 or path.is_dir():
+        return path.resolve().name
+    return model
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any address
+        return False
+
+
 def _run(args) -> int:
+    from .errors import CommandError
+
+    try:  # before the model loads: the missing extra is reported at once
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise CommandError('the server needs Starlette and uvicorn: pip install "llms-from-scratch[serve]"') from None
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    if api_key is None and not _is_loopback(args.host):
+        print(f"warning: serving on {args.host} without --api-key: anyone who can reach this port can use the "
+              "model; pass --api-key (or bind 127.0.0.1)", file=sys.stderr, flush=True)
+
     import torch
 
+    from ..serving.limits import ServerLimits
     from ..serving.server import make_server
-    from .zoo import load_model_and_tokenizer, resolve_device
+    from ._inference_args import load_for_inference
+    from .zoo import resolve_device
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    name = args.name or model_id(args.model)
+    limits = ServerLimits(max_tokens=args.max_tokens, max_waiting=args.max_waiting,
+                          max_connections=args.max_connections, header_timeout=args.header_timeout,
+                          body_timeout=args.body_timeout)
     device, dtype = resolve_device(args.device, args.dtype)
-    model, tokenizer = load_model_and_tokenizer(args.model, device, dtype, not args.no_autotune)
-    server = make_server(model, tokenizer, args.name or args.model, args.host, args.port)  # errors: see cli.errors
+    model, tokenizer = load_for_inference(args, device, dtype)
+    server = make_server(model, tokenizer, name, args.host, args.port, api_key=api_key, limits=limits,
+                         allow_special_tokens=args.allow_special_tokens)  # errors: see cli.errors
     host, port = server.server_address[:2]
-    print(f"serving {args.name or args.model} at http://{host}:{port}/v1 (Ctrl+C stops)", flush=True)
+    host = f"[{host}]" if ":" in host else host  # an IPv6 address in a URL
+    print(f"serving {name} at http://{host}:{port}/v1 (Ctrl+C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -5,9 +5,10 @@
         ...
 
 The child is ``python -m llms_from_scratch.cli serve --port 0``: the operating system picks a free port (no race
-between choosing a port and binding it), and the child prints the address it bound. We wait until ``/v1/models``
-lists the model, and the server is stopped when the block ends, however it ends. Its output goes to a temporary
-log file whose tail is shown if it fails to start. Standard library only.
+between choosing a port and binding it), and the child prints the model id and the address it bound. We wait
+until ``/v1/models`` lists the model, and the server is stopped when the block ends, however it ends. Its output
+goes to a temporary log file whose tail is shown if it fails to start. Standard library only here; the child
+needs the ``serve`` extra (Starlette and uvicorn).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_JUDGE = "smollm2-135m-instruct"
-_READY_LINE = re.compile(r"serving .* at (http://\S+?)/v1 ")
+_READY_LINE = re.compile(r"serving (.+) at (http://\S+?)/v1 ")
 
 
 class ServerStartError(RuntimeError):
@@ -37,7 +38,7 @@ class ServerStartError(RuntimeError):
 @dataclass
 class BackgroundServer:
     url: str  # base address, e.g. http://127.0.0.1:PORT
-    model: str  # the model id that requests must name
+    model: str  # the model id that requests must name (a file's name without its folder, for a path)
     process: subprocess.Popen
     log_path: Path
 
@@ -55,20 +56,21 @@ def _models_listed(url: str) -> list[str]:
         return [m["id"] for m in json.loads(response.read())["data"]]
 
 
-def _wait_until_ready(process: subprocess.Popen, log_path: Path, model: str, timeout: float) -> str:
+def _wait_until_ready(process: subprocess.Popen, log_path: Path, timeout: float) -> tuple[str, str]:
+    """(url, model id) once the child answers."""
     deadline = time.monotonic() + timeout
-    url = None
+    url = model = None
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise ServerStartError(f"the server exited with code {process.returncode} before it was ready; "
                                    f"its output ends with:\n{_tail(log_path, 15)}")
         if url is None:
             found = _READY_LINE.search(log_path.read_text(encoding="utf-8", errors="replace"))
-            url = found.group(1) if found else None
+            model, url = found.groups() if found else (None, None)
         if url is not None:
             try:
                 if model in _models_listed(url):
-                    return url
+                    return url, model
             except (OSError, ValueError, KeyError):
                 pass  # bound but not answering yet: try again
         time.sleep(0.1)
@@ -107,8 +109,8 @@ def serve_in_background(model: str = DEFAULT_JUDGE, *, threads: int | None = 1, 
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                        env=env)
         try:
-            url = _wait_until_ready(process, log_path, model, startup_timeout)
-            yield BackgroundServer(url, model, process, log_path)
+            url, model_id = _wait_until_ready(process, log_path, startup_timeout)
+            yield BackgroundServer(url, model_id, process, log_path)
         finally:
             _stop(process)
     finally:

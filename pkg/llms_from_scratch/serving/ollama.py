@@ -4,12 +4,12 @@ Chapter 7 scores model responses by sending prompts to Ollama (``ch07.query_mode
 With these two routes the same code runs against ``llms-from-scratch serve``, offline: start the server with
 ``--name llama3 --port 11434`` and the book's calls reach it unchanged.
 
-An Ollama request is translated into the OpenAI-style request that :class:`~.server.ChatService` validates and
-runs, so both APIs share one generation path. From ``options`` this honours ``seed``, ``temperature``, ``top_p``,
-``stop``, ``num_predict`` and ``num_ctx`` (prompt plus reply must fit in ``num_ctx`` tokens and in the model's
-context); other options are ignored, as they would change nothing here. Missing options take Ollama's defaults.
-Replies stream as one JSON object per line unless the request says ``"stream": false``; errors come back in
-Ollama's shape, ``{"error": "..."}``, with a 4xx status.
+An Ollama request is checked and encoded by the same :class:`~.chat_service.ChatService` as an OpenAI one, so both
+APIs share one generation path. From ``options`` this honours ``seed``, ``temperature``, ``top_p``, ``stop``,
+``num_predict`` and ``num_ctx`` (prompt plus reply must fit in ``num_ctx`` tokens and in the model's context);
+other options are ignored, as they would change nothing here. Missing options take Ollama's defaults. Replies
+stream as one JSON object per line unless the request says ``"stream": false``; errors come back in Ollama's
+shape, ``{"error": "..."}``, with a 4xx status (or as a line of the stream, once it has begun).
 """
 
 from __future__ import annotations
@@ -17,46 +17,57 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import urlsplit
 
-from .chat_service import ChatService, RequestError
-from .http_json import read_json_body, send_json
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
-ROUTES = {("POST", "/api/chat"), ("GET", "/api/tags")}
+from . import chat_service as checks
+from .chat_service import ChatRequest, ChatService, RequestError
+from .http_json import read_json_body
+from .jobs import GenerationWorker
+from .limits import ServerLimits
+from .replies import collect, stream
+
 # Ollama's defaults for what a request leaves out (num_predict -1: until the end of the reply or the context)
 DEFAULT_OPTIONS = {"temperature": 0.8, "top_p": 0.9, "num_ctx": 2048, "num_predict": -1}
 
 
-def handles(method: str, path: str) -> bool:
-    """Whether ``method path`` is one of Ollama's routes served here."""
-    return (method, urlsplit(path).path.rstrip("/")) in ROUTES
+def routes(service: ChatService, worker: GenerationWorker, limits: ServerLimits) -> list[Route]:
+    """``POST /api/chat`` and ``GET /api/tags`` for :func:`~.server.create_app`."""
 
+    async def chat(request: Request) -> Response:
+        body = await read_json_body(request, limits.max_body, limits.body_timeout)
+        req = translate(body, service)
+        job = worker.submit(req)
+        model, started = body["model"], time.perf_counter_ns()
+        if not req.stream:
+            text, tail = await collect(request, job)
+            return JSONResponse(_final(model, text, tail, started))
 
-def answer(handler: BaseHTTPRequestHandler, service: ChatService) -> None:
-    """Answer the request that ``handler`` holds; call only when :func:`handles` said yes."""
-    try:
-        if handler.command == "GET":
-            send_json(handler, 200, tags(service))
-            return
-        body = read_json_body(handler)
-        req, stream = translate(body, service)
-    except RequestError as exc:
-        send_json(handler, exc.status, {"error": str(exc)})
-        return
-    if stream:
-        _stream(handler, service, req, body["model"])
-    else:
-        _complete(handler, service, req, body["model"])
+        def render(item: Any) -> bytes:
+            line = _final(model, "", item, started) if isinstance(item, tuple) else \
+                {**_message(model, item), "done": False}
+            return json.dumps(line).encode() + b"\n"
+
+        def render_error(exc: Exception) -> bytes:
+            return json.dumps({"error": str(exc)}).encode() + b"\n"
+
+        return await stream(request, job, render, media_type="application/x-ndjson", render_error=render_error)
+
+    async def tags_route(request: Request) -> Response:
+        return JSONResponse(tags(service))
+
+    return [Route("/api/chat", chat, methods=["POST"]), Route("/api/tags", tags_route, methods=["GET"])]
 
 
 def _untagged(name: str) -> str:
     return name[: -len(":latest")] if name.endswith(":latest") else name
 
 
-def translate(body: Any, service: ChatService) -> tuple[dict, bool]:
-    """Check an Ollama chat request and turn it into ``(request for service.run, stream?)``."""
+def translate(body: Any, service: ChatService) -> ChatRequest:
+    """Check an Ollama chat request and turn it into a request for :meth:`ChatService.run`."""
     if not isinstance(body, dict):
         raise RequestError(400, "the request body must be a JSON object")
     model = body.get("model")
@@ -65,8 +76,9 @@ def translate(body: Any, service: ChatService) -> tuple[dict, bool]:
     if _untagged(model) != _untagged(service.name):
         raise RequestError(404, f"model '{model}' not found; this server serves '{service.name}' "
                                 f"(start it with --name {model} to answer to that name)")
-    stream = body.get("stream", True)
-    if not isinstance(stream, bool):
+    conversation = checks.messages(body.get("messages"))
+    stream_reply = body.get("stream", True)
+    if not isinstance(stream_reply, bool):
         raise RequestError(400, "'stream' must be a boolean")
     for key in ("format", "tools"):
         if body.get(key):
@@ -82,24 +94,19 @@ def translate(body: Any, service: ChatService) -> tuple[dict, bool]:
     if not _is_int(num_predict) or num_predict == 0 or num_predict < -2:
         raise RequestError(400, f"'options.num_predict' must be -1 (until the reply ends), -2 (fill the context) "
                                 f"or a positive integer, got {num_predict!r}")
-    request = {"model": service.name, "messages": body.get("messages"), "stop": options.get("stop"),
-               "temperature": options["temperature"], "top_p": options["top_p"], "seed": options.get("seed")}
-    req = service.parse(request)  # validates messages, temperature, top_p, seed and stop
+    sampling = checks.sampling(options["temperature"], options["top_p"], options.get("seed"), prefix="options.")
+    stop = checks.stop_strings(options.get("stop"), "options.stop")
+    prompt = service.encode(conversation)
 
     # the reply gets what is left of the context window after the prompt
-    window = num_ctx
-    model_context = getattr(getattr(service.model, "cfg", None), "context_length", None)
-    if model_context is not None:
-        window = min(window, model_context)
-    tok = service.tokenizer
-    n_prompt = len(tok.encode(tok.apply_chat_template(req["messages"])))
-    room = window - n_prompt
+    window = num_ctx if service.context is None else min(num_ctx, service.context)
+    room = window - len(prompt)
     if room < 1:
-        raise RequestError(400, f"the prompt takes {n_prompt} tokens and fills the context window of {window}; "
-                                f"raise options.num_ctx (the model allows {model_context}) or shorten the messages")
+        raise RequestError(400, f"the prompt takes {len(prompt)} tokens and fills the context window of {window}; "
+                                f"raise options.num_ctx (the model allows {service.context}) or shorten the "
+                                "messages")
     max_tokens = room if num_predict < 0 else min(num_predict, room)
-    req = service.parse({**request, "max_tokens": min(max_tokens, service.max_tokens_limit)})
-    return req, stream
+    return ChatRequest(prompt, min(max_tokens, service.max_tokens_limit), sampling, stop, stream_reply)
 
 
 def _is_int(value: Any) -> bool:
@@ -145,37 +152,3 @@ def _final(model: str, content: str, tail: tuple, started: int) -> dict:
     return {**_message(model, content), "done": True, "done_reason": finish,
             "total_duration": time.perf_counter_ns() - started, "load_duration": 0,  # the model stays loaded
             "prompt_eval_count": n_prompt, "eval_count": n_out}
-
-
-def _complete(handler: BaseHTTPRequestHandler, service: ChatService, req: dict, model: str) -> None:
-    started = time.perf_counter_ns()
-    pieces, tail = [], None
-    for item in service.run(req):
-        if isinstance(item, tuple):
-            tail = item
-        else:
-            pieces.append(item)
-    send_json(handler, 200, _final(model, "".join(pieces), tail, started))
-
-
-def _stream(handler: BaseHTTPRequestHandler, service: ChatService, req: dict, model: str) -> None:
-    """One JSON object per line; the last one has ``done: true`` and the counts. The connection closes after it."""
-    started = time.perf_counter_ns()
-    handler.send_response(200)
-    handler.send_header("Content-Type", "application/x-ndjson")
-    handler.send_header("Connection", "close")
-    handler.end_headers()
-    handler.close_connection = True
-
-    def line(payload: dict) -> None:
-        handler.wfile.write(json.dumps(payload).encode() + b"\n")
-        handler.wfile.flush()
-
-    try:
-        for item in service.run(req):
-            if isinstance(item, tuple):
-                line(_final(model, "", item, started))
-            else:
-                line({**_message(model, item), "done": False})
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the client went away; closing the generator released the service's lock

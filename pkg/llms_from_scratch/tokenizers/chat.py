@@ -2,12 +2,23 @@
 
 Each format renders a list of ``{"role": ..., "content": ...}`` messages and, with ``add_generation_prompt``,
 ends with the header after which the model writes the assistant's answer.
+
+A rendered conversation mixes two kinds of text: the format's own markup (``<|im_start|>user\\n``) and what the
+messages say. :meth:`ChatTemplateMixin.encode_chat` keeps them apart: the markup's special-token strings become
+control tokens, while the same strings inside a message are encoded as the plain text they are, so that a message
+cannot end its own turn and forge another one (a system turn, say).
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass
+from functools import lru_cache
+
+# a rendered conversation as pieces of text, each marked True when it comes from a message (content) and False
+# when the chat format wrote it (markup)
+Parts = list[tuple[str, bool]]
 
 
 @dataclass(frozen=True)
@@ -23,39 +34,48 @@ class ChatFormat:
 
     def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
                enable_thinking: bool | None = None) -> str:
+        return "".join(text for text, _ in self.parts(messages, add_generation_prompt=add_generation_prompt,
+                                                      enable_thinking=enable_thinking))
+
+    def parts(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
+              enable_thinking: bool | None = None) -> Parts:
+        """The rendered conversation as ``(text, from_a_message)`` pieces; joined, they are :meth:`render`."""
         if not messages:
             raise ValueError("a conversation needs at least one message")
         for m in messages:
             if m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
                 raise ValueError(f"each message needs a role (system/user/assistant) and text content, got {m!r}")
         if self.kind == "llama3":
-            return self._llama3(messages, add_generation_prompt)
-        if self.kind in ("llama2", "mistral"):
-            return self._inst(messages)
-        return self._chatml(messages, add_generation_prompt, enable_thinking)
+            parts = self._llama3(messages, add_generation_prompt)
+        elif self.kind in ("llama2", "mistral"):
+            parts = self._inst(messages)
+        else:
+            parts = self._chatml(messages, add_generation_prompt, enable_thinking)
+        return [(text, content) for text, content in parts if text]
 
-    def _llama3(self, messages, add_generation_prompt) -> str:
-        out = "<|begin_of_text|>"
+    def _llama3(self, messages, add_generation_prompt) -> Parts:
+        out = [("<|begin_of_text|>", False)]
         for m in messages:
-            out += f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>"
+            out += [(f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n", False), (m["content"].strip(), True),
+                    ("<|eot_id|>", False)]
         if add_generation_prompt:
-            out += "<|start_header_id|>assistant<|end_header_id|>\n\n"
+            out.append(("<|start_header_id|>assistant<|end_header_id|>\n\n", False))
         return out
 
-    def _chatml(self, messages, add_generation_prompt, enable_thinking) -> str:
-        out = ""
+    def _chatml(self, messages, add_generation_prompt, enable_thinking) -> Parts:
+        out: Parts = []
         if self.default_system is not None and messages[0]["role"] != "system":
-            out += f"<|im_start|>system\n{self.default_system}<|im_end|>\n"
+            out.append((f"<|im_start|>system\n{self.default_system}<|im_end|>\n", False))  # the model file's text
         for m in messages:
-            out += f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n"
+            out += [(f"<|im_start|>{m['role']}\n", False), (m["content"], True), ("<|im_end|>\n", False)]
         if add_generation_prompt:
-            out += "<|im_start|>assistant\n"
+            out.append(("<|im_start|>assistant\n", False))
             thinking = self.thinking if enable_thinking is None else enable_thinking
             if self.kind == "qwen3" and not thinking:
-                out += "<think>\n\n</think>\n\n"
+                out.append(("<think>\n\n</think>\n\n", False))
         return out
 
-    def _inst(self, messages) -> str:
+    def _inst(self, messages) -> Parts:
         """Llama 2 chat and Mistral instruct: each user turn wrapped in ``[INST] ... [/INST]``, each answer
         closed by ``</s>``, every exchange opened by ``<s>`` (Llama 2) or only the first one (Mistral).
 
@@ -74,26 +94,56 @@ class ChatFormat:
             if m["role"] != ("user" if i % 2 == 0 else "assistant"):
                 raise ValueError(f"{self.kind} conversations alternate user and assistant turns, starting with "
                                  f"the user (after an optional system turn); turn {i} is {m['role']!r}")
-        out = "" if self.kind == "llama2" else "<s>"
+        llama2 = self.kind == "llama2"
+        out: Parts = [] if llama2 else [("<s>", False)]
         for i, m in enumerate(messages):
-            content = m["content"]
+            content: Parts = [(m["content"], True)]
             if m["role"] == "user":
                 if i == 0 and system is not None:
-                    content = (f"<<SYS>>\n{system}\n<</SYS>>\n\n{content}" if self.kind == "llama2"
-                               else f"{system}\n\n{content}")
-                if self.kind == "llama2":  # Meta's reference strips each turn
-                    out += f"<s>[INST] {content.strip()} [/INST]"
+                    content = ([("<<SYS>>\n", False), (system, True), ("\n<</SYS>>\n\n", False), *content] if llama2
+                               else [(system, True), ("\n\n", False), *content])
+                if llama2:  # Meta's reference strips each turn
+                    out += [("<s>[INST] ", False), *_strip(content), (" [/INST]", False)]
                 else:
-                    out += f"[INST] {content} [/INST]"
-            elif self.kind == "llama2":
-                out += f" {content.strip()} </s>"
+                    out += [("[INST] ", False), *content, (" [/INST]", False)]
+            elif llama2:
+                out += [(" ", False), *_strip(content), (" </s>", False)]
             else:
-                out += f" {content}</s>"
+                out += [(" ", False), *content, ("</s>", False)]
         return out
 
 
+def _strip(parts: Parts) -> Parts:
+    """``parts`` with the whitespace at both ends of their joined text removed, as ``str.strip`` would."""
+    out = [list(p) for p in parts]
+    for p in out:  # leading whitespace: parts that are nothing but whitespace vanish
+        p[0] = p[0].lstrip()
+        if p[0]:
+            break
+    for p in reversed(out):
+        p[0] = p[0].rstrip()
+        if p[0]:
+            break
+    return [(text, content) for text, content in out if text]
+
+
+@lru_cache(maxsize=16)
+def _special_pattern(tokens: tuple[str, ...]) -> re.Pattern | None:
+    # longest first, so that a token that starts another one does not cut it short
+    return re.compile("|".join(re.escape(t) for t in sorted(tokens, key=len, reverse=True))) if tokens else None
+
+
+@lru_cache(maxsize=16)
+def _knows_text_start(cls: type) -> bool:
+    # SentencePiece tokenizers prefix "▁" to the first stretch of text only, in some vocabularies
+    return "at_start" in inspect.signature(cls._encode_ordinary).parameters
+
+
 class ChatTemplateMixin:
-    """``apply_chat_template`` for tokenizers with a ``name`` and a ``chat_format`` (None for base models)."""
+    """``apply_chat_template`` and ``encode_chat`` for tokenizers with a ``name`` and a ``chat_format`` (None for
+    base models). ``encode_chat`` also needs the tokenizer's ``special_tokens`` (text to id) and its
+    ``_encode_ordinary`` (a stretch of text without special tokens to ids), which both of the zoo's tokenizer
+    classes have."""
 
     name: str
     chat_format: ChatFormat | None
@@ -101,12 +151,50 @@ class ChatTemplateMixin:
     def apply_chat_template(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
                             **options) -> str:
         """Render a conversation in the model's chat format (instruct / chat models only)."""
+        return self._chat_format().render(messages, add_generation_prompt=add_generation_prompt, **options)
+
+    def encode_chat(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
+                    allow_special_in_content: bool = False, **options) -> list[int]:
+        """Token ids of a conversation in the model's chat format: what a chat model is given to answer.
+
+        The format's markup becomes control tokens. A special-token string inside a message's content (a user
+        typing ``<|im_end|>``) is encoded as the plain text it is, unless ``allow_special_in_content`` is True:
+        then the ids are those of ``encode(apply_chat_template(messages))``, and a message can write the
+        format's markup itself. A conversation whose messages hold no special-token strings gets the same ids
+        either way.
+        """
+        parts = self._chat_format().parts(messages, add_generation_prompt=add_generation_prompt, **options)
+        if allow_special_in_content:
+            return self.encode("".join(text for text, _ in parts))
+        specials: dict[str, int] = self.special_tokens
+        pattern = _special_pattern(tuple(specials))
+        ids: list[int] = []
+        pending = ""  # text since the last control token, content and markup alike, encoded as one stretch
+        for text, from_message in parts:
+            if from_message or pattern is None:
+                pending += text
+                continue
+            pos = 0
+            for m in pattern.finditer(text):
+                ids += self._encode_stretch(pending + text[pos:m.start()], at_start=not ids)
+                ids.append(specials[m.group()])
+                pending, pos = "", m.end()
+            pending += text[pos:]
+        return ids + self._encode_stretch(pending, at_start=not ids)
+
+    def _encode_stretch(self, text: str, *, at_start: bool) -> list[int]:
+        """Ids of text between two control tokens, encoded as ``encode`` encodes such a stretch."""
+        if _knows_text_start(type(self)):
+            return self._encode_ordinary(text, at_start=at_start)
+        return self._encode_ordinary(text)
+
+    def _chat_format(self) -> ChatFormat:
         if self.chat_format is None:
             raise ValueError(
                 f"{self.name} is a base model's tokenizer and has no chat format; "
                 "encode the prompt as plain text, or use the instruct model's tokenizer"
             )
-        return self.chat_format.render(messages, add_generation_prompt=add_generation_prompt, **options)
+        return self.chat_format
 
 
 # a literal default system turn in a Jinja chat template; quotes or braces inside mean template code, such as
