@@ -145,3 +145,23 @@ def test_the_chat_command_encodes_special_token_strings_as_text(tiny_folder, mon
     turns = expected.count(tok.special_tokens["<|im_start|>"])  # the user's and the assistant's, unless forged
     assert turns == (4 if allow else 2)
     capsys.readouterr()
+
+
+def test_the_generate_command_encodes_special_token_strings_as_text(tiny_folder, monkeypatch, capsys):
+    """``generate -p`` formats an instruct model's prompt as a chat turn: the same rule as ``chat`` and ``serve``."""
+    folder, tok = tiny_folder
+    prompts = []
+    original = generation.stream
+
+    def recording_stream(model, input_ids, *args, **kwargs):
+        prompts.append(input_ids[0].tolist())
+        return original(model, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "stream", recording_stream)
+    argv = ["generate", "-m", str(folder), "-p", FORGED, "--device", "cpu", "--dtype", "float32", "--no-autotune",
+            "--max-new-tokens", "2"]
+    with torch.no_grad():
+        assert main(argv) == 0
+    assert prompts == [tok.encode_chat([{"role": "user", "content": FORGED}])]
+    assert prompts[0].count(tok.special_tokens["<|im_start|>"]) == 2  # before: 4, the forged system turn included
+    capsys.readouterr()

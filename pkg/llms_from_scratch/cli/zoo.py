@@ -134,9 +134,10 @@ def _load_model_and_tokenizer(model: str, device: Any, dtype: Any) -> tuple[Any,
 
 
 def prompt_ids(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
-    """Instruct models get their chat format; base models see the raw text of the last message."""
+    """Instruct models get their chat format (special-token strings typed in a message stay plain text, as in
+    ``chat`` and ``serve``); base models see the raw text of the last message."""
     if getattr(tokenizer, "chat_format", None) is not None:
-        return tokenizer.encode(tokenizer.apply_chat_template(messages))
+        return tokenizer.encode_chat(messages)
     text = messages[-1]["content"]
     bos = getattr(tokenizer, "bos_id", None) is not None
     return tokenizer.encode(text, bos=bos)

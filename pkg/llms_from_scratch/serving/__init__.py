@@ -1,6 +1,10 @@
 """Running models for people and programs: KV-cache generation, the OpenAI-compatible server, a background server.
 
-* :mod:`.generation`: ``generate`` and ``stream`` with a KV cache, and :class:`~.generation.SamplingParams`;
-* :mod:`.server`: the HTTP server behind ``llms-from-scratch serve``;
+* :mod:`.generation`: ``generate`` and ``stream`` with a KV cache; :mod:`.sampling`: :class:`~.sampling.SamplingParams`
+  and the checks every caller shares (values, context length);
+* :mod:`.server`: the HTTP app behind ``llms-from-scratch serve`` (Starlette on uvicorn, the ``serve`` extra), with
+  :mod:`.ollama` (the Ollama-compatible routes), :mod:`.chat_service` (requests to token ids and back),
+  :mod:`.jobs` (one worker, a bounded queue, cancellation), :mod:`.replies` (whole and streamed answers),
+  :mod:`.protocol` (header deadlines and sizes uvicorn does not enforce), :mod:`.limits` and :mod:`.http_json`;
 * :mod:`.background_server`: that server in a child process for the length of a ``with`` block.
 """

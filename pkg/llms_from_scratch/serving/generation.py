@@ -205,16 +205,28 @@ def generate(model: nn.Module, input_ids: torch.Tensor, max_new_tokens: int, sam
 class TextStream:
     """Turns a stream of token ids into text pieces, holding back incomplete UTF-8 characters."""
 
+    # Decoding every id so far at each step would make a long reply quadratic. Only a short window is decoded: the
+    # ids of the piece returned last (``context``, which fixes how the new ids join on: SentencePiece drops the
+    # leading space of the first piece it decodes) plus the ids not yet returned. The new text is what decoding
+    # the window adds to decoding its context.
+
     def __init__(self, tokenizer: Any) -> None:
         self.tokenizer = tokenizer
         self.ids: list[int] = []
-        self.sent = 0
+        self.context = 0  # the window starts here
+        self.pending = 0  # ids from here on have not been returned as text yet
 
     def push(self, token_id: int) -> str:
         """Add one token; return the text it completes ("" while a character is still incomplete)."""
         self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special=True)
-        if text.endswith("\ufffd"):  # the character continues in the next token
+        window = self.tokenizer.decode(self.ids[self.context:], skip_special=True)
+        if window.endswith("\ufffd"):  # the character continues in the next token
             return ""
-        piece, self.sent = text[self.sent:], len(text)
+        known = self.tokenizer.decode(self.ids[self.context:self.pending], skip_special=True)
+        if window.startswith(known):
+            piece = window[len(known):]
+        else:  # the new ids changed how the context decodes (never seen; kept correct at full cost)
+            full = self.tokenizer.decode(self.ids, skip_special=True)
+            piece = full[len(self.tokenizer.decode(self.ids[:self.pending], skip_special=True)):]
+        self.context, self.pending = self.pending, len(self.ids)
         return piece
