@@ -7,7 +7,7 @@ import torch
 
 transformers = pytest.importorskip("transformers")
 
-NOTEBOOK = Path(__file__).parents[2] / "ch06/03_bonus_pretrained-encoder/minilm-spam-classifier.ipynb"
+NOTEBOOK = Path(__file__).parents[2] / "ch06/05_bonus_pretrained-encoder/minilm-spam-classifier.ipynb"
 
 
 @pytest.fixture(scope="module")
