@@ -50,6 +50,11 @@ def add_arguments(parser) -> None:
     run.add_argument("--sample-prompt", default="Every effort moves you")
     run.add_argument("--sample-tokens", type=non_negative_int, default=40)
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument("--strategy", choices=["single", "ddp", "fsdp"], default="single",
+                     help="single: one process; ddp or fsdp: every process torchrun starts trains on its share of "
+                          "each batch (ddp copies the model to every process, fsdp splits it between them), e.g. "
+                          "torchrun --standalone --nproc-per-node=2 -m llms_from_scratch.cli pretrain --strategy fsdp "
+                          "...")
 
 
 def register(subparsers) -> None:
@@ -82,6 +87,8 @@ def run(args) -> int:
         result = pretrain(pretrain_args)
     except ResumeError as exc:  # the checkpoint in --out-dir does not fit this command line
         raise UsageError(str(exc)) from None
+    if result.get("rank", 0) != 0:  # under torchrun, rank 0 reports for all
+        return 0
     print(f"{result['steps']} steps, {result['tokens_seen']:,} tokens in {result['seconds']:.1f} s "
           f"({result['tokens_seen'] / max(result['seconds'], 1e-9):,.0f} tokens/s this session)")
     print(f"checkpoint: {result['checkpoint']}")

@@ -2,6 +2,10 @@
 
 * :mod:`.pretrain`: the resumable pretraining loop behind ``llms-from-scratch pretrain``;
 * :mod:`.pretrain_args`: its settings and the checks that run before torch is imported;
+* :mod:`.distributed_pretrain`: the same loop on every process torchrun starts (``--strategy ddp`` or ``fsdp``),
+  with :mod:`.distributed` (process group, DDP / FSDP2 wrapping, full-state checkpoints) and
+  :mod:`.window_stream` (every window once per epoch, dealt out to the ranks);
+* :mod:`.token_loss`: micro-batch losses weighted by the global number of target tokens;
 * :mod:`.corpus`: the corpus's text files and a record of them that tells when they change;
 * :mod:`.token_file`: a corpus tokenized once into a memory-mapped file of token ids, with that record beside it;
 * :mod:`.checkpoints`: atomic, checksummed, ``weights_only`` checkpoints that survive ``torch.compile`` and DDP

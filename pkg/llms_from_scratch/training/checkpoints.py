@@ -108,9 +108,20 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
     ``extra`` values must be what ``weights_only`` loading accepts: tensors, numbers, strings, lists, dicts. A
     ``checksum`` entry is added; :func:`read_checkpoint` verifies it.
     """
-    checkpoint: dict[str, Any] = {"model": unwrap_model(model).state_dict()}
-    if optimizer is not None:
-        checkpoint["optimizer"] = optimizer.state_dict()
+    optimizer_state = optimizer.state_dict() if optimizer is not None else None
+    return save_checkpoint_state(path, unwrap_model(model).state_dict(), optimizer_state, **extra)
+
+
+def save_checkpoint_state(path: str | Path, model_state: Mapping[str, Any],
+                          optimizer_state: Mapping[str, Any] | None = None, **extra: Any) -> Path:
+    """:func:`save_checkpoint` for states already taken from the model and the optimizer.
+
+    For sharded training, where the full state dicts are first gathered to one process
+    (``torch.distributed.checkpoint.state_dict.get_state_dict``) and that process writes them.
+    """
+    checkpoint: dict[str, Any] = {"model": model_state}
+    if optimizer_state is not None:
+        checkpoint["optimizer"] = optimizer_state
     reserved = {"model", "optimizer", CHECKSUM_KEY} & extra.keys()
     if reserved:
         raise ValueError(f"extra entries may not be named {sorted(reserved)}: those hold the model, the optimizer "

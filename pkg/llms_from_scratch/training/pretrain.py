@@ -7,7 +7,8 @@ What a run does, in order:
 2. tokenize the corpus once into a memory-mapped uint16 file (``tokens.bin`` in the output folder, reused while
    its record ``tokens.json`` still matches the corpus and the tokenizer), and split it into training and
    validation tokens;
-3. each optimizer step draws ``grad_accum_steps`` random batches of windows, averages their gradients, clips the
+3. each optimizer step draws ``grad_accum_steps`` random batches of windows, weights each one's loss by its share
+   of the step's target tokens (:mod:`.token_loss`) so their summed gradients are the full batch's, clips the
    gradient norm, and sets the learning rate from the warmup + cosine schedule;
 4. every ``eval_interval`` steps it measures the validation loss on fixed batches and saves a checkpoint
    atomically: model, optimizer, random-number state, data position, step, configuration, loss history, the
@@ -17,6 +18,8 @@ What a run does, in order:
 options or on other data (a changed, added or removed file). On the CPU the continued run is bit-identical to one
 that was never interrupted (``tests/training/test_pretrain.py`` checks this), because everything random (dropout
 and the data sampler) is restored exactly.
+
+``strategy="ddp"`` or ``"fsdp"`` trains on every process torchrun starts (:mod:`.distributed_pretrain`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from .fused_loss import gpt_hidden_states, lm_loss
 from .pretrain_args import CHECKPOINT_NAME, PretrainArgs, ResumeError, check_paths, check_values
 from .run_folder import exclusive_run_folder
 from .token_file import TokenWindows, prepare_token_file, record_path, source_differences
+from .token_loss import micro_batch_loss
 
 __all__ = ["PretrainArgs", "ResumeError", "check_args", "model_config", "pretrain"]
 
@@ -169,6 +173,11 @@ def _checkpoint_to_resume(path: Path, cfg: dict[str, Any], args: PretrainArgs, t
         raise ResumeError(f"cannot resume from {path}: it was trained with {_describe_config(ckpt['config'], keys)}, "
                           f"this run asks for {_describe_config(cfg, keys)}; pass the same model options as the "
                           f"original run, {fix}")
+    saved_strategy = ckpt["args"].get("strategy", "single")
+    if (saved_strategy == "single") != (args.strategy == "single"):
+        raise ResumeError(f"cannot resume from {path}: it was written with --strategy {saved_strategy}, this run asks "
+                          f"for --strategy {args.strategy}; one process and several keep their data position and "
+                          f"optimizer differently (ddp and fsdp resume each other's checkpoints), {fix}")
     if ckpt["args"].get("val_fraction") != args.val_fraction:
         raise ResumeError(f"cannot resume from {path}: it held out --val-fraction {ckpt['args'].get('val_fraction')}, "
                           f"this run asks for {args.val_fraction}; pass the original value, {fix}")
@@ -194,6 +203,10 @@ def pretrain(args: PretrainArgs) -> dict[str, Any]:
     ``FolderInUseError`` when another live run trains into ``out_dir``.
     """
     check_args(args)
+    if args.strategy != "single":
+        from .distributed_pretrain import pretrain_distributed
+
+        return pretrain_distributed(args)
     out_dir = Path(args.out_dir)
     written = (CHECKPOINT_NAME, TOKENS_NAME, record_path(TOKENS_NAME).name)
     with exclusive_run_folder(out_dir, written) as removed:
@@ -255,6 +268,7 @@ def _pretrain(args: PretrainArgs, out_dir: Path) -> dict[str, Any]:
                         args=asdict(args), rng=_rng_state(device), data=train.state_dict(), history=history,
                         corpus=corpus)
 
+    step_tokens = args.batch_size * args.grad_accum_steps * cfg["context_length"]  # every window: a full row
     model.train()
     start = time.perf_counter()
     bar = tqdm(total=total_steps, initial=step, desc="pretrain", unit="step", disable=args.quiet)
@@ -274,8 +288,10 @@ def _pretrain(args: PretrainArgs, out_dir: Path) -> dict[str, Any]:
                 else:
                     logits = train_model(x)
                     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
-            (loss / args.grad_accum_steps).backward()  # the mean over micro-batches, as one large batch gives
-            step_loss += loss.item() / args.grad_accum_steps
+            # weighted by its share of the step's target tokens: the step's gradient is the full batch's
+            loss = micro_batch_loss(loss, y.numel(), step_tokens)
+            loss.backward()
+            step_loss += loss.item()
             tokens_seen += x.numel()
         if args.max_norm is not None and step >= warmup_steps:
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=args.max_norm)

@@ -8,6 +8,7 @@ the checks that need torch (the device).
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,10 @@ from pathlib import Path
 from ..gpt2_sizes import GPT2_MODEL_CONFIGS
 from .corpus import corpus_files
 
-__all__ = ["CHECKPOINT_NAME", "PretrainArgs", "ResumeError", "check_paths", "check_values"]
+__all__ = ["CHECKPOINT_NAME", "STRATEGIES", "PretrainArgs", "ResumeError", "check_paths", "check_values"]
 
 CHECKPOINT_NAME = "checkpoint.pth"
+STRATEGIES = ("single", "ddp", "fsdp")
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -61,6 +63,7 @@ class PretrainArgs:
     sample_prompt: str = "Every effort moves you"
     sample_tokens: int = 40
     quiet: bool = False
+    strategy: str = "single"  # "single" process, or under torchrun "ddp" or "fsdp" (training.distributed)
 
 
 def _option(field: str) -> str:
@@ -110,6 +113,17 @@ def check_values(args: PretrainArgs) -> None:
     n_heads = args.n_heads if args.n_heads is not None else GPT2_MODEL_CONFIGS[args.model]["n_heads"]
     if emb_dim % n_heads != 0:
         raise ValueError(f"emb_dim={emb_dim} must be divisible by n_heads={n_heads}")
+    if args.strategy not in STRATEGIES:
+        raise ValueError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {args.strategy!r}")
+    world_size = os.environ.get("WORLD_SIZE", "1")
+    if args.strategy == "single" and world_size.isdigit() and int(world_size) > 1:
+        raise ValueError(f"--strategy single under torchrun would train {world_size} separate copies into one "
+                         "folder; pass --strategy ddp or fsdp")
+    if args.strategy != "single" and args.compile:
+        raise ValueError(f"--compile does not work with --strategy {args.strategy} yet; leave out --compile")
+    if args.strategy != "single" and not re.fullmatch(r"auto|cpu|cuda", args.device):
+        raise ValueError(f"--device {args.device}: with --strategy {args.strategy} each process takes the GPU of its "
+                         "local rank; use --device auto, cuda or cpu")
     if not _DEVICE.fullmatch(args.device):
         raise ValueError(f"--device {args.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
 
