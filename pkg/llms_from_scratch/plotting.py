@@ -212,3 +212,29 @@ def main(figures: dict[str, DrawFn], script: str, argv: Sequence[str] | None = N
         return
     for path in render(figures, args.out, preview_png=args.preview_png):
         print(path.name)
+
+
+def stage_pipeline(stages: Sequence[tuple[str, str, Sequence[tuple[str, str]]]], *, stage_width: float = 3.6,
+                   tag_prefix: str = "§") -> Figure:
+    """Stages side by side, each a titled column of numbered steps; ``stages`` holds ``(title, color, steps)``.
+
+    Each step is ``(text, tag)``; the tag (e.g. the section that carries the step out) is written to its right,
+    after ``tag_prefix``, and left out when empty.
+    """
+    gap, step_h, pitch = 0.4, 0.5, 0.65
+    rows = max(len(steps) for _, _, steps in stages)
+    width = 0.4 + len(stages) * stage_width + (len(stages) - 1) * gap
+    height = 1.3 + rows * pitch
+    fig, ax = canvas(width, height)
+    top = height - 0.8
+    for k, (title, color, steps) in enumerate(stages):
+        x = 0.2 + k * (stage_width + gap)
+        box(ax, x, top, stage_width, 0.5, title, color=color, bold=True, fontsize=10)
+        for j, (step, tag) in enumerate(steps):
+            y = top - 0.8 - j * pitch
+            box(ax, x + 0.15, y, stage_width - 0.9, step_h, step, color=color, fontsize=9)
+            if tag:
+                label(ax, x + stage_width - 0.38, y + step_h / 2, f"{tag_prefix}{tag}", fontsize=9)
+        if k:
+            arrow(ax, (x - gap + 0.02, top + 0.25), (x - 0.02, top + 0.25), color="accent")
+    return fig
