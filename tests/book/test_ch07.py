@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from llms_from_scratch import ch07
 from llms_from_scratch.ch07 import (
     ALPACA_PREAMBLE,
     InstructionDataset,
@@ -148,3 +149,7 @@ def test_notebook_definitions_agree_with_package():
             expected = custom_collate_fn(batch, **kwargs)
             got = nb.custom_collate_fn(batch, **kwargs)
             assert all(torch.equal(a, b) for a, b in zip(got, expected))
+        # the two drafts the chapter builds the collate function through
+        assert torch.equal(nb.custom_collate_draft_1(batch), ch07.custom_collate_draft_1(batch))
+        assert all(torch.equal(a, b) for a, b in zip(nb.custom_collate_draft_2(batch),
+                                                      ch07.custom_collate_draft_2(batch), strict=True))
