@@ -2,6 +2,8 @@
 
 * :mod:`.pretrain`: the resumable pretraining loop behind ``llms-from-scratch pretrain``;
 * :mod:`.pretrain_args`: its settings and the checks that run before torch is imported;
+* :mod:`.run_setup`: what both loops share (model configuration, device, mixed precision, random state, the
+  checkpoint a run may resume, the loss plot);
 * :mod:`.distributed_pretrain`: the same loop on every process torchrun starts (``--strategy ddp`` or ``fsdp``),
   with :mod:`.distributed` (process group, DDP / FSDP2 wrapping, full-state checkpoints) and
   :mod:`.window_stream` (every window once per epoch, dealt out to the ranks);

@@ -37,19 +37,19 @@ from ..ch04 import GPTModel
 from ..ch05 import generate, text_to_token_ids, token_ids_to_text
 from .checkpoints import read_checkpoint, save_checkpoint_state
 from .distributed import Ranks, full_state, load_full_state, on_rank0, process_group, wrap_model
-from .pretrain import (
-    TOKENS_NAME,
-    _autocast,
-    _autocast_dtype,
-    _checkpoint_to_resume,
-    _plot,
-    _rng_state,
-    _set_rng_state,
-    check_args,
-    model_config,
-)
 from .pretrain_args import CHECKPOINT_NAME, PretrainArgs
 from .run_folder import exclusive_run_folder
+from .run_setup import (
+    TOKENS_NAME,
+    autocast,
+    check_args,
+    checkpoint_to_resume,
+    choose_autocast_dtype,
+    model_config,
+    plot_losses,
+    rng_state,
+    set_rng_state,
+)
 from .token_file import TokenWindows, prepare_token_file, record_path
 from .token_loss import micro_batch_loss
 from .window_stream import DistributedWindows
@@ -84,7 +84,7 @@ def _note(args: PretrainArgs, ranks: Ranks, text: str) -> None:
 def _prepare(args: PretrainArgs, cfg: dict[str, Any], out_dir: Path, tokenizer):
     """Rank 0's share: the checkpoint checked (not kept: each rank reads it), then the token file."""
     if args.resume:
-        _checkpoint_to_resume(out_dir / CHECKPOINT_NAME, cfg, args, tokenizer)
+        checkpoint_to_resume(out_dir / CHECKPOINT_NAME, cfg, args, tokenizer)
     return prepare_token_file(args.data, out_dir / TOKENS_NAME, tokenizer)
 
 
@@ -101,7 +101,7 @@ def _evaluate(module, val: TokenWindows, seed: int, iters: int, device, autocast
     total = 0.0
     for _ in range(iters):
         x, y = val.next_batch()
-        with _autocast(device, autocast_dtype):
+        with autocast(device, autocast_dtype):
             logits = module(x.to(device))
         total += torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.to(device).flatten()).item()
     module.train()
@@ -116,7 +116,7 @@ def _train(args: PretrainArgs, ranks: Ranks, out_dir: Path) -> dict[str, Any]:
     checkpoint_path = out_dir / CHECKPOINT_NAME
     tokenizer = gpt2_encoding()
     device = ranks.device
-    autocast_dtype = _autocast_dtype(args.precision, device)
+    autocast_dtype = choose_autocast_dtype(args.precision, device)
     cfg = model_config(args)
     corpus, rebuilt = on_rank0(ranks, lambda: _prepare(args, cfg, out_dir, tokenizer))
     if rebuilt is not None:
@@ -146,7 +146,7 @@ def _train(args: PretrainArgs, ranks: Ranks, out_dir: Path) -> dict[str, Any]:
         train.load_state_dict(ckpt["data"])
         rng = ckpt["rng"]
         if isinstance(rng, list) and len(rng) == ranks.world_size:
-            _set_rng_state(rng[ranks.rank], device)  # the same ranks: the run continues bit for bit
+            set_rng_state(rng[ranks.rank], device)  # the same ranks: the run continues bit for bit
         else:  # another number of ranks: new dropout draws, the same data stream
             torch.manual_seed(args.seed + 1 + ranks.rank + ckpt["step"] * ranks.world_size)
         step, tokens_seen, history = ckpt["step"], ckpt["tokens_seen"], ckpt["history"]
@@ -155,7 +155,7 @@ def _train(args: PretrainArgs, ranks: Ranks, out_dir: Path) -> dict[str, Any]:
     def save() -> None:
         model_state, optimizer_state = full_state(model, optimizer)  # collective: every rank takes part
         rng = [None] * ranks.world_size
-        dist.all_gather_object(rng, _rng_state(device))
+        dist.all_gather_object(rng, rng_state(device))
         if ranks.is_main:
             save_checkpoint_state(checkpoint_path, model_state, optimizer_state, step=step, tokens_seen=tokens_seen,
                                   config=cfg, args=asdict(args), rng=rng, data=train.state_dict(),
@@ -180,7 +180,7 @@ def _train(args: PretrainArgs, ranks: Ranks, out_dir: Path) -> dict[str, Any]:
             # DDP: average the gradients once, after the last micro-batch
             no_sync = module.no_sync() if args.strategy == "ddp" and not last else contextlib.nullcontext()
             with no_sync:
-                with _autocast(device, autocast_dtype):
+                with autocast(device, autocast_dtype):
                     loss = micro_batch_loss(module(x, y), y.numel(), step_tokens, ranks.world_size)
                 loss.backward()
             step_loss += loss.detach().float() / ranks.world_size
@@ -207,7 +207,7 @@ def _train(args: PretrainArgs, ranks: Ranks, out_dir: Path) -> dict[str, Any]:
     bar.close()
     elapsed = time.perf_counter() - start
 
-    plot_path = _plot(history, out_dir / "loss.png") if ranks.is_main else None
+    plot_path = plot_losses(history, out_dir / "loss.png") if ranks.is_main else None
     sample = _sample(module, tokenizer, args, cfg, device)  # FSDP: every rank takes part in each forward
     return {"history": history, "checkpoint": checkpoint_path, "plot": plot_path, "sample": sample,
             "seconds": elapsed, "steps": step, "tokens_seen": tokens_seen, "rank": ranks.rank,
