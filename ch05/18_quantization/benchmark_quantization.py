@@ -1,22 +1,26 @@
 """Decode speed of SmolLM2-135M-Instruct with quantized weights, against `transformers` in fp32.
 
-Cases, all greedy from the same 16-token prompt at batch 1, in one process:
+Cases, all greedy from the same 16-token prompts at batch 1 and 8, in one process:
 
 * **transformers fp32**: `AutoModelForCausalLM` on the same GGUF file (dequantized to fp32), eager attention;
-* **ours fp32** and **ours bf16**: the zoo's model as loaded, and cast to bfloat16;
-* **ours int8**, **ours int4**: `quantize_model(model, "int8")` (per channel) and `quantize_model(model, "int4")`
-  (groups of 32, zero point), each with the kernel that `choose_kernels` measured fastest here for one input row;
-  the output head (tied to the embedding in SmolLM2) is quantized to int8 per channel in both, as llama.cpp keeps
-  it in 8 bits; ``--head fp32`` leaves it alone.
+* **ours fp32** and **ours bf16**: the zoo's model loaded in float (the GGUF dequantized), with the decode set-up
+  (`prepare_for_decoding`, kernels measured here) as the CLI uses it;
+* **ours int8**, **ours int4**, **ours GGUF**: `load_gguf_quantized(path, "int8" / "int4" / "gguf")`: every
+  linear layer in 8 bits per channel, in 4 bits in groups of 32, or in the file's own blocks (Q4_1, with the Q8_0
+  token table); the output head in int8 per channel in all three. Kernels and stacked projections are chosen by
+  measuring for the batch size, with bfloat16 activations allowed for the quantized products (what
+  `generate --dtype auto` does); `--activations float32` keeps them in float32.
 
 Rounds alternate the order of the cases (forward, then reversed) so that background load hits all alike; each
-case reports the median tokens/s over rounds (min-max). Beside it: the bytes one decode step reads (every weight
-matrix once, in its stored format, plus the KV cache), the memory-bandwidth bound those bytes allow (bandwidth
-measured here by summing a 256 MB tensor), and the fraction of that bound reached. Quantized models compute other
-numbers than fp32, so their tokens may differ; the table says how many of them equal transformers' tokens.
+case reports the median tokens/s over rounds (min-max) and the CPU time the process spent per token (less
+disturbed by other processes than the wall clock, for one thread). Beside it: the bytes one decode step reads per
+token (every weight matrix once, in the layout its kernel reads, plus the KV cache; divided by the batch size),
+the memory-bandwidth bound those bytes allow (bandwidth measured here by a matrix-vector product over a 256 MB
+matrix with the same thread count), and the fraction of that bound reached. Quantized models compute other numbers than fp32, so
+their tokens may differ; the table says how many equal transformers' tokens.
 
-    python benchmark_quantization.py                         # 3 rounds of 64 new tokens, 2 threads
-    python benchmark_quantization.py --rounds 5 --new-tokens 200 --threads 2
+    python benchmark_quantization.py                                  # 3 rounds of 64 new tokens, batch 1 and 8
+    python benchmark_quantization.py --rounds 5 --new-tokens 200 --threads 2 --batch 1
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from pathlib import Path
 import torch
 
 SIMD_PREFIXES = ("avx", "amx", "fma", "sse4", "asimd", "sve", "neon")
+PROMPT_TOKENS = 16
 
 
 def cpu_line() -> str:
@@ -47,7 +52,7 @@ def cpu_line() -> str:
     except OSError:
         pass
     simd = sorted(f for f in flags.split() if f.startswith(SIMD_PREFIXES))
-    return (f"CPU: {name}; SIMD flags: {' '.join(simd) or 'none reported'}; "
+    return (f"CPU: {name}, {os.cpu_count()} logical CPUs; SIMD flags: {' '.join(simd) or 'none reported'}; "
             f"PyTorch CPU capability: {torch.backends.cpu.get_cpu_capability()}")
 
 
@@ -60,65 +65,82 @@ def cpu_pressure() -> float | None:
 
 
 def read_bandwidth_gb_s(megabytes: int = 256, repeats: int = 5) -> float:
-    """Memory read bandwidth: the quickest of ``repeats`` sums over a tensor far larger than the caches."""
-    x = torch.ones(megabytes * 2**20 // 4)
+    """Memory read bandwidth as a decode step meets it: the quickest of ``repeats`` matrix-vector products over a
+    float32 matrix far larger than the caches."""
+    side = int((megabytes * 2**20 // 4) ** 0.5)
+    matrix, vector = torch.ones(side, side), torch.ones(side)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        x.sum()
+        torch.mv(matrix, vector)
         best = min(best, time.perf_counter() - start)
-    return x.numel() * 4 / best / 1e9
+    return matrix.nbytes / best / 1e9
 
 
-def weight_bytes(model: torch.nn.Module) -> int:
-    """Bytes of every matrix a decode step reads in full: linear weights (quantized or not) and the output head.
-
-    The token embedding is excluded unless the head shares it: a step reads one row of it.
-    """
+def step_bytes(model: torch.nn.Module) -> int:
+    """Bytes of every matrix a decode step reads in full: linear weights in the layout their kernel reads
+    (quantized codes, a kernel's own packing, or floats) and the output head. The token embedding is left out
+    unless the head shares it: a step reads one row of it."""
+    from llms_from_scratch.nn.decode_layout import TunedLinear
     from llms_from_scratch.quant import QuantizedLinear
 
     total = 0
     for module in model.modules():
         if isinstance(module, QuantizedLinear):
-            total += module.quantized_weight().nbytes() + (0 if module.bias is None else module.bias.nbytes)
-        elif isinstance(module, torch.nn.Linear):
-            total += module.weight.nbytes + (0 if module.bias is None else module.bias.nbytes)
+            if module.kernel_weight is not None:  # the kernel reads its own packing, not the codes
+                total += module.kernel_weight.nbytes + module.kernel_scales.nbytes
+            else:
+                total += module.quantized_weight().nbytes()
+        elif isinstance(module, (torch.nn.Linear, TunedLinear)):
+            total += module.weight.nbytes
+        else:
+            continue
+        bias = getattr(module, "bias", None)
+        total += 0 if bias is None else bias.nbytes
     return total
 
 
 def kv_bytes(cfg, tokens: int, element_size: int) -> int:
-    """Bytes of keys and values a step reads at ``tokens`` of context."""
+    """Bytes of keys and values a step reads at ``tokens`` of context (one sequence)."""
     return 2 * cfg.n_layers * cfg.n_kv_groups * cfg.head_dim * tokens * element_size
 
 
-def build_cases(head: str) -> tuple[dict, torch.nn.Module]:
+def build_cases(batch: int, activations: str) -> dict[str, torch.nn.Module]:
     import transformers
 
     from llms_from_scratch.models import load_pretrained, resolve
-    from llms_from_scratch.quant import QuantizedLinear, choose_kernels, quantize_model
+    from llms_from_scratch.models.gguf_quantized import load_gguf_quantized
+    from llms_from_scratch.nn import prepare_for_decoding
 
     ours, _ = load_pretrained("smollm2-135m-instruct")
     _, path = resolve("smollm2-135m-instruct")
     theirs = transformers.AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32,
                                                                attn_implementation="eager").eval()
+    allowed = (torch.bfloat16,) if activations == "auto" else ()
 
     def quantized(scheme: str) -> torch.nn.Module:
-        model = quantize_model(copy.deepcopy(ours), scheme, kernel="plain")
-        if head == "int8":  # a quantized copy of the (tied) head; the embedding keeps its fp32 rows
-            model.out_head = QuantizedLinear.from_linear(model.out_head, "int8")
-        choices = choose_kernels(model, rows=1)
-        print(f"  {scheme}: kernels chosen here: {choices}")
-        return model
+        return load_gguf_quantized(path, scheme, rows=batch, activations=allowed)
 
-    print("choosing kernels (measured on this machine, one input row):")
-    cases = {
+    return {
         "transformers fp32": theirs,
-        "ours fp32": ours,
-        "ours bf16": copy.deepcopy(ours).to(torch.bfloat16),
+        "ours fp32": prepare_for_decoding(ours, batch),
+        "ours bf16": prepare_for_decoding(copy.deepcopy(ours).to(torch.bfloat16), batch),
         "ours int8": quantized("int8"),
         "ours int4": quantized("int4"),
+        "ours GGUF (Q4_1 + Q8_0)": quantized("gguf"),
     }
-    return cases, ours
+
+
+def kernels_line(model: torch.nn.Module) -> str:
+    """Which kernel each kind of quantized layer runs, and in which activation dtype."""
+    from llms_from_scratch.quant import QuantizedLinear
+
+    kinds = {}
+    for m in model.modules():
+        if isinstance(m, QuantizedLinear):
+            act = "" if m.compute_dtype is None else f"@{str(m.compute_dtype).removeprefix('torch.')}"
+            kinds[f"{m.scheme} {m.out_features}x{m.in_features}"] = f"{m.kernel}{act}"
+    return ", ".join(f"{k}: {v}" for k, v in kinds.items())
 
 
 def decode(name: str, model: torch.nn.Module, ids: torch.Tensor, new_tokens: int) -> torch.Tensor:
@@ -131,13 +153,66 @@ def decode(name: str, model: torch.nn.Module, ids: torch.Tensor, new_tokens: int
     return generate(model, ids, new_tokens)
 
 
+def run_batch(batch: int, args: argparse.Namespace, bandwidth: float) -> None:
+    cases = build_cases(batch, args.activations)
+    print(f"\n## batch {batch}\nkernels chosen here (one decode step of {batch} rows):")
+    for name, model in cases.items():
+        if "int" in name or "GGUF" in name:
+            print(f"  {name}: {kernels_line(model)}")
+    ids = torch.randint(100, 20000, (batch, PROMPT_TOKENS), generator=torch.Generator().manual_seed(0))
+    for name, model in cases.items():  # warm-up
+        decode(name, model, ids, 4)
+    speeds: dict[str, list[float]] = {name: [] for name in cases}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in cases}
+    tokens: dict[str, torch.Tensor] = {}
+    pressures, loads = [], []
+    for r in range(args.rounds):
+        order = list(cases) if r % 2 == 0 else list(reversed(cases))
+        for name in order:
+            pressures.append(cpu_pressure())
+            loads.append(os.getloadavg()[0])
+            start, cpu = time.perf_counter(), time.process_time()
+            tokens[name] = decode(name, cases[name], ids, args.new_tokens)
+            produced = batch * args.new_tokens
+            speeds[name].append(produced / (time.perf_counter() - start))
+            cpu_ms[name].append((time.process_time() - cpu) / produced * 1e3)
+
+    cfg = cases["ours fp32"].cfg
+    reference = tokens["transformers fp32"][:, PROMPT_TOKENS:]
+    base = statistics.median(speeds["transformers fp32"])
+    mid_context = PROMPT_TOKENS + args.new_tokens // 2
+    seen = [p for p in pressures if p is not None]
+    print(f"load average during the runs {min(loads):.1f}-{max(loads):.1f}; CPU pressure (share of time a task "
+          f"waited for a CPU) up to {max(seen, default=float('nan')):.0f}%")
+    print("\n| case | tok/s median (min-max) | vs transformers fp32 | CPU ms per token | MB read per token | "
+          "bound tok/s | of bound | tokens equal to transformers |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, model in cases.items():
+        if name.startswith("transformers"):
+            nbytes = sum(p.nbytes for n, p in model.named_parameters() if "embed_tokens" not in n)
+            nbytes += model.lm_head.weight.nbytes  # tied: the head reads the whole embedding matrix
+        else:
+            nbytes = step_bytes(model)
+        element = 2 if name.endswith("bf16") else 4
+        per_token = nbytes / batch + kv_bytes(cfg, mid_context, element)
+        bound = bandwidth * 1e9 / per_token
+        med = statistics.median(speeds[name])
+        same = int((tokens[name][:, PROMPT_TOKENS:] == reference).sum())
+        print(f"| {name} | {med:.1f} ({min(speeds[name]):.1f}-{max(speeds[name]):.1f}) | {med / base:.2f}x | "
+              f"{statistics.median(cpu_ms[name]):.1f} | {per_token / 1e6:.0f} | {bound:.0f} | {med / bound:.0%} | "
+              f"{same}/{reference.numel()} |")
+    del cases
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--head", choices=["int8", "fp32"], default="int8",
-                        help="how the quantized cases store the output head (default: int8 per channel)")
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default: 1 8)")
+    parser.add_argument("--activations", choices=["auto", "float32"], default="auto",
+                        help="auto: quantized products may run on bfloat16 activations where measured faster; "
+                             "float32: always float32")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -145,46 +220,12 @@ def main() -> None:
 
     print(cpu_line())
     print(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} threads, "
-          f"batch 1, 16-token prompt, {args.new_tokens} new tokens, greedy, {args.rounds} rounds; "
-          f"load average {os.getloadavg()[0]:.1f}, CPU pressure {cpu_pressure()}%")
+          f"{PROMPT_TOKENS}-token prompts, {args.new_tokens} new tokens, greedy, {args.rounds} rounds; "
+          f"load average now {os.getloadavg()[0]:.1f}, CPU pressure {cpu_pressure()}%")
     bandwidth = read_bandwidth_gb_s()
-    print(f"memory read bandwidth measured now: {bandwidth:.1f} GB/s")
-
-    cases, ours = build_cases(args.head)
-    ids = torch.randint(100, 20000, (1, 16), generator=torch.Generator().manual_seed(0))
-    for name, model in cases.items():  # warm-up
-        decode(name, model, ids, 4)
-    speeds: dict[str, list[float]] = {name: [] for name in cases}
-    tokens: dict[str, torch.Tensor] = {}
-    pressures = []
-    for r in range(args.rounds):
-        order = list(cases) if r % 2 == 0 else list(reversed(cases))
-        for name in order:
-            pressures.append(cpu_pressure())
-            start = time.perf_counter()
-            tokens[name] = decode(name, cases[name], ids, args.new_tokens)
-            speeds[name].append(args.new_tokens / (time.perf_counter() - start))
-
-    reference = tokens["transformers fp32"][0, 16:]
-    base = statistics.median(speeds["transformers fp32"])
-    mid_context = 16 + args.new_tokens // 2
-    print(f"\nCPU pressure during the runs: max {max((p for p in pressures if p is not None), default=None)}%")
-    print("\n| case | tok/s median (min-max) | vs transformers fp32 | MB read per token | bound tok/s | "
-          "of bound | tokens equal to transformers |")
-    print("|---|---|---|---|---|---|---|")
-    for name, model in cases.items():
-        if name.startswith("transformers"):
-            nbytes = sum(p.nbytes for n, p in model.named_parameters() if "embed_tokens" not in n)
-            nbytes += model.lm_head.weight.nbytes  # tied: the head reads the whole embedding matrix
-        else:
-            nbytes = weight_bytes(model)
-        element = 2 if name.endswith("bf16") else 4
-        nbytes += kv_bytes(ours.cfg, mid_context, element)
-        bound = bandwidth * 1e9 / nbytes
-        med = statistics.median(speeds[name])
-        same = int((tokens[name][0, 16:] == reference).sum())
-        print(f"| {name} | {med:.1f} ({min(speeds[name]):.1f}-{max(speeds[name]):.1f}) | {med / base:.2f}x | "
-              f"{nbytes / 1e6:.0f} | {bound:.0f} | {med / bound:.0%} | {same}/{args.new_tokens} |")
+    print(f"memory read bandwidth measured now ({args.threads} threads): {bandwidth:.1f} GB/s")
+    for batch in args.batch:
+        run_batch(batch, args, bandwidth)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ def test_cli_chat_keeps_the_conversation(tiny_chat_model, monkeypatch, capsys):
     seen = []
     original = tokenizer.encode_chat  # how chat encodes each turn's conversation
     monkeypatch.setattr(tokenizer, "encode_chat", lambda m, **k: seen.append(list(m)) or original(m, **k))
-    assert main(["chat", "--device", "cpu", "--dtype", "float32", "--max-new-tokens", "4"]) == 0
+    # --quantize none: the stand-in above replaces the zoo loader, which the default GGUF model would bypass
+    assert main(["chat", "--device", "cpu", "--dtype", "float32", "--quantize", "none", "--max-new-tokens", "4"]) == 0
     calls = list(seen)
     first = expected_chat_reply(model, tokenizer, "Hello there", 4)
     assert capsys.readouterr().out.startswith(first + "\n")

@@ -260,17 +260,23 @@ def _split_columns(sizes: Sequence[int]) -> list[Columns]:
 class FusedQKVAttention(GroupedQueryAttention):
     """:class:`GroupedQueryAttention` whose query, key and value come from one product.
 
-    ``qkv`` computes all three side by side; ``W_query``, ``W_key`` and ``W_value`` become :class:`Columns` of its
+    ``qkv`` computes all three side by side (a :class:`TunedLinear` over the stacked weights, or any layer with the
+    same outputs, such as a quantized one); ``W_query``, ``W_key`` and ``W_value`` become :class:`Columns` of its
     output, so the inherited ``forward`` runs unchanged on it. Built from an attention block (whose norms and
     output projection it shares); the block itself is left as it was.
     """
 
-    def __init__(self, attention: GroupedQueryAttention, kernel: str, rows: int) -> None:
+    def __init__(self, attention: GroupedQueryAttention, qkv: nn.Module) -> None:
         nn.Module.__init__(self)  # not GroupedQueryAttention.__init__: the weights come from `attention`
         _take_over(self, attention)
-        projections = [attention.W_query, attention.W_key, attention.W_value]
-        self.qkv = TunedLinear.stacked(projections, kernel, rows)
+        self.qkv = qkv
+        projections = self.projections(attention)
         self.W_query, self.W_key, self.W_value = _split_columns([p.out_features for p in projections])
+
+    @staticmethod
+    def projections(attention: GroupedQueryAttention) -> list[nn.Module]:
+        """The layers whose outputs ``qkv`` stacks, in order."""
+        return [attention.W_query, attention.W_key, attention.W_value]
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         return super().forward(self.qkv(x), *args, **kwargs)  # the projections read (batch, tokens, q + k + v)
@@ -280,11 +286,16 @@ class FusedGateUpSwiGLU(SwiGLU):
     """:class:`SwiGLU` whose gate and up projections come from one product (``gate_up``); ``fc1`` and ``fc2``
     become :class:`Columns` of its output, so the inherited ``forward`` runs unchanged on it."""
 
-    def __init__(self, ffn: SwiGLU, kernel: str, rows: int) -> None:
+    def __init__(self, ffn: SwiGLU, gate_up: nn.Module) -> None:
         nn.Module.__init__(self)  # not SwiGLU.__init__: the weights come from `ffn`
         _take_over(self, ffn)
-        self.gate_up = TunedLinear.stacked([ffn.fc1, ffn.fc2], kernel, rows)
+        self.gate_up = gate_up
         self.fc1, self.fc2 = _split_columns([ffn.fc1.out_features, ffn.fc2.out_features])
+
+    @staticmethod
+    def projections(ffn: SwiGLU) -> list[nn.Module]:
+        """The layers whose outputs ``gate_up`` stacks, in order."""
+        return [ffn.fc1, ffn.fc2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return super().forward(self.gate_up(x))  # fc1 and fc2 read (..., 2 * hidden_dim)
@@ -304,7 +315,8 @@ def _fused_block(module: nn.Module, plan: DecodePlan) -> nn.Module | None:
     for key_of, fused_class in ((qkv_key, FusedQKVAttention), (gate_up_key, FusedGateUpSwiGLU)):
         key = key_of(module)
         if key is not None and plan.choices.get(key, SEPARATE) != SEPARATE:
-            return fused_class(module, plan.choices[key], plan.rows)
+            stacked = TunedLinear.stacked(fused_class.projections(module), plan.choices[key], plan.rows)
+            return fused_class(module, stacked)
     return None
 
 

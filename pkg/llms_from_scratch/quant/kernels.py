@@ -29,7 +29,7 @@ PLAIN = "plain"
 MARGIN = 0.03  # a kernel must be this much faster than the plain path to replace it: smaller gaps are noise
 TOLERANCE = {torch.float32: 1e-4, torch.bfloat16: 2e-2, torch.float16: 2e-2}
 BUDGET_S = 0.2  # time spent racing the candidates of one kind of layer
-MIN_ROUNDS = 3
+MIN_ROUNDS = 5  # a race of fewer rounds is easily decided by another process taking the CPU once
 RACE_WEIGHTS = 16 * 2**20  # weights multiplied per round of a race (64 MB in float32)
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 
@@ -116,12 +116,13 @@ def set_kernel(layer: nn.Module, name: str, rows: int = 1, dtype: torch.dtype = 
     layer.kernel, layer.kernel_rows, layer.kernel_dtype, layer.kernel_error = name, rows, dtype, 0.0
 
 
-def kernel_error(layer: nn.Module, name: str, rows: int, dtype: torch.dtype, seed: int = 0) -> float:
-    """Largest difference between kernel ``name`` and the plain path on random inputs, relative to the largest
-    output of the plain path."""
+def kernel_error(layer: nn.Module, name: str, rows: int, dtype: torch.dtype, seed: int = 0,
+                 reference_dtype: torch.dtype | None = None) -> float:
+    """Largest difference between kernel ``name`` on inputs in ``dtype`` and the plain path on the same random
+    inputs in ``reference_dtype`` (default: ``dtype``), relative to the largest output of the plain path."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(rows, layer.in_features, generator=g).to(dtype=dtype, device=layer.codes.device)
+    x = torch.randn(rows, layer.in_features, generator=g).to(device=layer.codes.device)
     with torch.no_grad():
-        ref = _plain_run(layer, x).float()
-        out = KERNELS[name].run(layer, x, layer.kernel_weight, layer.kernel_scales).float()
+        ref = _plain_run(layer, x.to(reference_dtype or dtype)).float()
+        out = KERNELS[name].run(layer, x.to(dtype), layer.kernel_weight, layer.kernel_scales).float()
     return float((out - ref).abs().max() / ref.abs().max().clamp_min(1e-30))

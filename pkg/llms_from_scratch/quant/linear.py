@@ -5,6 +5,9 @@
 layer (gradients for ``x``) and any input that no kernel was measured for take. A faster kernel from PyTorch
 (:mod:`.kernels`) is used only after :func:`~.kernels.choose_kernels` found that it agrees with the plain path on
 this layer and beats it on this machine, and only for the number of input rows and the dtype it was measured with.
+With ``compute_dtype`` set (by ``choose_kernels(..., activations=...)``), the product runs on the input cast to that
+dtype (bfloat16, for which PyTorch's kernels may have a faster code path) and its output is cast back, as
+autocast does.
 
 The codes and scales are buffers, not parameters: they are saved in the state dict and moved by ``.to(device)``,
 and an optimizer never sees them. ``.to(dtype)`` casts the scales too (the codes stay integers); a kernel measured
@@ -42,6 +45,9 @@ class QuantizedLinear(nn.Module):
         self.kernel_rows = 0
         self.kernel_dtype: torch.dtype | None = None
         self.kernel_error = 0.0
+        # None: the product runs in the input's dtype; a dtype (bfloat16): the input is cast to it for the product
+        # and the output cast back, as autocast does (choose_kernels sets it where that was allowed and faster)
+        self.compute_dtype: torch.dtype | None = None
         self.register_buffer("kernel_weight", None, persistent=False)
         self.register_buffer("kernel_scales", None, persistent=False)
 
@@ -65,16 +71,24 @@ class QuantizedLinear(nn.Module):
         return F.linear(x, self.dequantize(x.dtype), bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.kernel == PLAIN or x.dtype != self.kernel_dtype or (torch.is_grad_enabled() and x.requires_grad):
+        if self.compute_dtype is not None and x.dtype != self.compute_dtype:
+            return self.product(x.to(self.compute_dtype)).to(x.dtype)
+        return self.product(x)
+
+    def product(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W^T + b`` in ``x``'s dtype: the chosen kernel where it was measured for this input, else plain."""
+        if (self.kernel == PLAIN or x.dtype != self.kernel_dtype or x.numel() != self.kernel_rows * self.in_features
+                or (torch.is_grad_enabled() and x.requires_grad)):
             return self.plain_forward(x)
-        rows = x.reshape(-1, self.in_features)  # (tokens, in_features)
-        if rows.shape[0] != self.kernel_rows:
-            return self.plain_forward(x)
-        y = KERNELS[self.kernel].run(self, rows, self.kernel_weight, self.kernel_scales)
+        # (..., in_features) -> (kernel_rows, in_features) -> (kernel_rows, out_features) -> (..., out_features)
+        y = KERNELS[self.kernel].run(self, x.reshape(self.kernel_rows, self.in_features), self.kernel_weight,
+                                     self.kernel_scales)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
+        computed = "" if self.compute_dtype is None else f", compute_dtype={str(self.compute_dtype)[6:]}"
         return (f"in_features={self.in_features}, out_features={self.out_features}, scheme={self.scheme}, "
-                f"bits={self.bits}, group_size={self.group_size}, bias={self.bias is not None}, kernel={self.kernel}")
+                f"bits={self.bits}, group_size={self.group_size}, bias={self.bias is not None}, kernel={self.kernel}"
+                f"{computed}")

@@ -112,13 +112,35 @@ def dequantize(weight: QuantizedWeight, dtype: torch.dtype = torch.float32) -> t
     """
     rows, cols = weight.shape
     groups = cols // weight.group_size
-    q = weight.int_codes().view(rows, groups, weight.group_size)  # (rows, groups, group_size)
+    codes = unpack_int4(weight.codes) if weight.bits == 4 else weight.codes  # one code per weight (rows, cols)
+    # integer codes and zero points are exact in float32, so subtracting them there equals subtracting them as
+    # integers; working in place keeps one float matrix alive instead of one per step
+    w = codes.view(rows, groups, weight.group_size).to(torch.float32)  # (rows, groups, group_size)
     zeros = weight.zeros
     if isinstance(zeros, torch.Tensor):
-        q = q - zeros.to(torch.int16)[..., None]
+        w.sub_(zeros.to(torch.float32)[..., None])
     elif zeros:
-        q = q - zeros
-    w = q.to(torch.float32) * weight.scales.to(torch.float32)[..., None]
+        w.sub_(zeros)
+    w.mul_(weight.scales.to(torch.float32)[..., None])
     if weight.minimums is not None:
-        w = w + weight.minimums.to(torch.float32)[..., None]
+        w.add_(weight.minimums.to(torch.float32)[..., None])
     return w.view(rows, cols).to(dtype)
+
+
+def stack_rows(weights: list[QuantizedWeight]) -> QuantizedWeight:
+    """One weight made of the rows of ``weights`` in order (e.g. the query, key and value projections as one
+    matrix), still quantized: rows are independent, so their codes and group numbers are simply stacked. The
+    weights must share their format (bits, group size, scheme, kind of zero point)."""
+    first = weights[0]
+    formats = {(w.bits, w.group_size, w.scheme, w.shape[1], w.scales.dtype, isinstance(w.zeros, torch.Tensor),
+                None if isinstance(w.zeros, torch.Tensor) else w.zeros, w.minimums is None) for w in weights}
+    if len(formats) != 1:
+        raise ValueError("only weights of one format (bits, group size, scheme, columns, zero point) can be stacked")
+
+    def joined(name: str):
+        values = [getattr(w, name) for w in weights]
+        return torch.cat(values) if isinstance(values[0], torch.Tensor) else values[0]
+
+    return QuantizedWeight(joined("codes"), joined("scales"), first.bits, first.group_size, joined("zeros"),
+                           joined("minimums"), first.scheme)
+

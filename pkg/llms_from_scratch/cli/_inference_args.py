@@ -1,0 +1,109 @@
+"""``--quantize`` for the commands that run a zoo model (generate, chat, serve), the loading it selects, and the
+memory line that ``generate --benchmark`` prints. Not a command itself.
+
+* ``--quantize`` left out: a GGUF file keeps its own formats (Q8_0, Q4_0, Q4_1 stay quantized, see
+  ``models/gguf_quantized.py``); any other model loads in float as before.
+* ``--quantize none``: every model loads in float (a GGUF file is dequantized).
+* ``--quantize int8`` / ``int4``: linear layers in 8 bits per output channel or 4 bits in groups of 32; the
+  output head in 8 bits. A GGUF file is converted one matrix at a time; a float checkpoint is loaded, then
+  quantized.
+
+With ``--dtype auto`` the quantized products may run on bfloat16 activations where that is measured faster on
+this machine (norms, attention and the KV cache stay float32); ``--dtype float32`` keeps every product in
+float32, ``--dtype bfloat16`` runs the whole model in bfloat16.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+QUANTIZE = ("none", "int8", "int4")
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--quantize`` (the other model options come from ``zoo.add_model_arguments``)."""
+    parser.add_argument("--quantize", choices=QUANTIZE, default=None,
+                        help="weights in memory: int8 or int4 quantize the linear layers, none loads float weights; "
+                             "default: a .gguf model keeps the formats its file stores (Q8_0/Q4_0/Q4_1 stay "
+                             "quantized), other models load in float")
+
+
+def load_for_inference(args: argparse.Namespace, device: Any, dtype: Any) -> tuple[Any, Any]:
+    """Model and tokenizer for ``args.model`` as ``--quantize``, ``--dtype`` and ``--no-autotune`` ask."""
+    from .zoo import load_model_and_tokenizer
+
+    source = _gguf_source(args.model)
+    scheme = getattr(args, "quantize", None)
+    if scheme is None:
+        scheme = "gguf" if source is not None else "none"
+    if scheme == "none":
+        return load_model_and_tokenizer(args.model, device, dtype, not args.no_autotune)
+    bf16_allowed = getattr(args, "dtype", "auto") == "auto"
+    return _load_quantized(args.model, str(source) if source else None, scheme, device, dtype,
+                           not args.no_autotune, bf16_allowed)
+
+
+def _gguf_source(model: str) -> Path | None:
+    """The GGUF file behind ``model`` (a path, or a registry name whose checkpoint is one), else None."""
+    from ..models import PRETRAINED, resolve
+
+    if model in PRETRAINED:
+        fmt, path = resolve(model) if PRETRAINED[model].fmt == "gguf" else (None, None)
+        return path if fmt == "gguf" else None
+    return Path(model) if Path(model).suffix == ".gguf" else None
+
+
+@lru_cache(maxsize=1)
+def _load_quantized(model: str, gguf_path: str | None, scheme: str, device: Any, dtype: Any, autotune: bool,
+                    bf16_allowed: bool) -> tuple[Any, Any]:
+    """Load and quantize (the last model stays loaded, as ``zoo.load_model_and_tokenizer`` keeps its own)."""
+    import torch
+
+    from ..models.gguf_quantized import load_gguf_quantized
+    from ..quant import QuantizedLinear, choose_stacking, quantize_model
+    from ..tokenizers import gguf_tokenizer
+    from .zoo import load_model_and_tokenizer
+
+    on_cpu = torch.device(device).type == "cpu"
+    activations = (torch.bfloat16,) if bf16_allowed and on_cpu and dtype == torch.float32 else ()
+    kernel = "auto" if autotune and on_cpu else "plain"
+    if gguf_path is not None:
+        loaded = load_gguf_quantized(gguf_path, scheme, dtype=dtype, device=device, kernel=kernel,
+                                     activations=activations)
+        return loaded.eval(), gguf_tokenizer(gguf_path)
+    # the uncached loader: the cached one keeps its model for later calls, which must not see it quantized
+    loaded, tokenizer = load_model_and_tokenizer.__wrapped__(model, device, dtype, False)
+    loaded = quantize_model(loaded, scheme, kernel="plain")
+    if isinstance(getattr(loaded, "out_head", None), torch.nn.Linear):  # the head in 8 bits, as for GGUF files
+        loaded.out_head = QuantizedLinear.from_linear(loaded.out_head, "int8")
+    if kernel == "auto":
+        loaded = choose_stacking(loaded, 1, dtype, activations)
+    return loaded.eval(), tokenizer
+
+
+def memory_line(model: Any) -> str:
+    """What ``generate --benchmark`` prints after generating: the bytes the model's weights occupy and the
+    process's resident memory now and at its peak."""
+    import resource
+    import sys
+
+    tensors = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+               for t in [*model.parameters(), *model.buffers()] if t.numel()}
+    weights = sum(tensors.values()) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 2**10)
+    now = _resident_mib()
+    resident = f"{now:.0f} MiB resident now, " if now is not None else ""
+    return f"memory: weights {weights:.1f} MiB; process {resident}{peak:.0f} MiB at its peak"
+
+
+def _resident_mib() -> float | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 2**10
+    except OSError:
+        pass
+    return None
