@@ -34,14 +34,6 @@ def make_asset(*urls: str, name: str = "cache-asset", pip_package: str | None = 
                  pip_package=pip_package)
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("LLMS_CACHE_DIR", str(root))
-    monkeypatch.delenv("LLMS_DATA_MIRROR", raising=False)
-    return root
-
-
 def temporaries(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp")) if folder.exists() else []
 

@@ -37,15 +37,6 @@ def make_asset(*urls: str, body: bytes = PAYLOAD, member: str | None = None, nam
     )
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    """A fresh, empty cache and no mirror, so every test starts from the network."""
-    root = tmp_path / "cache"
-    monkeypatch.setenv("LLMS_CACHE_DIR", str(root))
-    monkeypatch.delenv("LLMS_DATA_MIRROR", raising=False)
-    return root
-
-
 def cache_listing(root: Path) -> list[str]:
     """Every file in the cache, hidden temporary files included."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []

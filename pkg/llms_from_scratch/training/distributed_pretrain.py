@@ -45,6 +45,7 @@ from .run_setup import (
     check_args,
     checkpoint_to_resume,
     choose_autocast_dtype,
+    evaluate_loss,
     model_config,
     plot_losses,
     rng_state,
@@ -91,21 +92,6 @@ def _prepare(args: PretrainArgs, cfg: dict[str, Any], out_dir: Path, tokenizer):
 def _global_loss(step_loss: torch.Tensor) -> float:
     dist.all_reduce(step_loss)  # each rank holds its share of the global mean
     return step_loss.item()
-
-
-@torch.no_grad()
-def _evaluate(module, val: TokenWindows, seed: int, iters: int, device, autocast_dtype) -> float:
-    """Mean loss over the same ``iters`` validation batches every time; every rank evaluates the same batches."""
-    module.eval()
-    val.generator.manual_seed(seed)
-    total = 0.0
-    for _ in range(iters):
-        x, y = val.next_batch()
-        with autocast(device, autocast_dtype):
-            logits = module(x.to(device))
-        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.to(device).flatten()).item()
-    module.train()
-    return total / iters
 
 
 def _train(args: PretrainArgs, ranks: Ranks, out_dir: Path) -> dict[str, Any]:
@@ -197,7 +183,7 @@ def _train(args: PretrainArgs, ranks: Ranks, out_dir: Path) -> dict[str, Any]:
         bar.update(1)
 
         if step % args.eval_interval == 0 or step == end_step:
-            val_loss = _evaluate(module, val, args.seed + 1, args.eval_iters, device, autocast_dtype)
+            val_loss = evaluate_loss(module, val, args.seed + 1, args.eval_iters, device, autocast_dtype)
             history["val_step"].append(step)
             history["val_loss"].append(val_loss)
             if ranks.is_main and not args.quiet:

@@ -47,6 +47,7 @@ from .run_setup import (
     check_args,
     checkpoint_to_resume,
     choose_autocast_dtype,
+    evaluate_loss,
     model_config,
     plot_losses,
     resolve_device,
@@ -69,21 +70,6 @@ def _total_steps(args: PretrainArgs, train: TokenWindows) -> int:
         return args.steps
     windows_per_step = args.batch_size * args.grad_accum_steps
     return max(1, math.ceil(args.epochs * len(train) / windows_per_step))
-
-
-@torch.no_grad()
-def _evaluate(model, val: TokenWindows, seed: int, iters: int, device, autocast_dtype) -> float:
-    """Mean loss over the same ``iters`` validation batches every time (the sampler is re-seeded)."""
-    model.eval()
-    val.generator.manual_seed(seed)
-    total = 0.0
-    for _ in range(iters):
-        x, y = val.next_batch()
-        with autocast(device, autocast_dtype):
-            logits = model(x.to(device))
-        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.to(device).flatten()).item()
-    model.train()
-    return total / iters
 
 
 def _note(args: PretrainArgs, text: str) -> None:
@@ -202,7 +188,7 @@ def _pretrain(args: PretrainArgs, out_dir: Path) -> dict[str, Any]:
         bar.update(1)
 
         if step % args.eval_interval == 0 or step == end_step:
-            val_loss = _evaluate(model, val, args.seed + 1, args.eval_iters, device, autocast_dtype)
+            val_loss = evaluate_loss(model, val, args.seed + 1, args.eval_iters, device, autocast_dtype)
             history["val_step"].append(step)
             history["val_loss"].append(val_loss)
             bar.write(f"step {step}/{total_steps}: train loss {step_loss:.3f}, val loss {val_loss:.3f}, lr {lr:.2e}")

@@ -15,7 +15,7 @@ from ..device import pick_device
 from ..gpt2_weights import GPT2_MODEL_CONFIGS
 from .checkpoints import CheckpointError, read_checkpoint
 from .pretrain_args import PretrainArgs, ResumeError, check_paths, check_values
-from .token_file import source_differences
+from .token_file import TokenWindows, source_differences
 
 TOKENS_NAME = "tokens.bin"
 # what a pretraining checkpoint must hold to be resumed
@@ -148,3 +148,19 @@ def plot_losses(history: dict[str, list], path: Path) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+@torch.no_grad()
+def evaluate_loss(model, val: TokenWindows, seed: int, iters: int, device, autocast_dtype) -> float:
+    """Mean loss over the same ``iters`` validation batches every time (the sampler is re-seeded); under torchrun
+    every rank evaluates the same batches."""
+    model.eval()
+    val.generator.manual_seed(seed)
+    total = 0.0
+    for _ in range(iters):
+        x, y = val.next_batch()
+        with autocast(device, autocast_dtype):
+            logits = model(x.to(device))
+        total += torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.to(device).flatten()).item()
+    model.train()
+    return total / iters
