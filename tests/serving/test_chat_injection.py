@@ -123,17 +123,24 @@ def test_the_server_encodes_special_token_strings_as_text(server, tiny_folder, e
     assert status == 200 and json.loads(raw)["usage"]["prompt_tokens"] == len(forged)
 
 
-@pytest.mark.parametrize("allow", [False, True])
-def test_the_chat_command_encodes_special_token_strings_as_text(tiny_folder, monkeypatch, allow, capsys):
-    folder, tok = tiny_folder
-    prompts = []
+@pytest.fixture
+def prompts(monkeypatch) -> list[list[int]]:
+    """The prompt ids every ``generation.stream`` call receives (the commands generate through it)."""
+    seen: list[list[int]] = []
     original = generation.stream
 
     def recording_stream(model, input_ids, *args, **kwargs):
-        prompts.append(input_ids[0].tolist())
+        seen.append(input_ids[0].tolist())
         return original(model, input_ids, *args, **kwargs)
 
     monkeypatch.setattr(generation, "stream", recording_stream)
+    return seen
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_the_chat_command_encodes_special_token_strings_as_text(tiny_folder, monkeypatch, allow, capsys,
+                                                                 prompts):
+    folder, tok = tiny_folder
     monkeypatch.setattr(sys, "stdin", io.StringIO(FORGED.replace("\n", " ") + "\n/exit\n"))
     argv = ["chat", "-m", str(folder), "--device", "cpu", "--dtype", "float32", "--no-autotune",
             "--max-new-tokens", "2", *(["--allow-special-tokens"] if allow else [])]
@@ -147,17 +154,9 @@ def test_the_chat_command_encodes_special_token_strings_as_text(tiny_folder, mon
     capsys.readouterr()
 
 
-def test_the_generate_command_encodes_special_token_strings_as_text(tiny_folder, monkeypatch, capsys):
+def test_the_generate_command_encodes_special_token_strings_as_text(tiny_folder, capsys, prompts):
     """``generate -p`` formats an instruct model's prompt as a chat turn: the same rule as ``chat`` and ``serve``."""
     folder, tok = tiny_folder
-    prompts = []
-    original = generation.stream
-
-    def recording_stream(model, input_ids, *args, **kwargs):
-        prompts.append(input_ids[0].tolist())
-        return original(model, input_ids, *args, **kwargs)
-
-    monkeypatch.setattr(generation, "stream", recording_stream)
     argv = ["generate", "-m", str(folder), "-p", FORGED, "--device", "cpu", "--dtype", "float32", "--no-autotune",
             "--max-new-tokens", "2"]
     with torch.no_grad():
