@@ -89,8 +89,13 @@ def process_group(device_name: str) -> Iterator[Ranks]:
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     try:
         yield Ranks(dist.get_rank(), dist.get_world_size(), device)
-    finally:
-        dist.destroy_process_group()
+    except BaseException:
+        dist.destroy_process_group()  # not collective on gloo: a rank that failed alone must not wait for the rest
+        raise
+    # Every rank leaves together: a rank that tore its connections down while a peer was still finishing the
+    # last collective could abort that peer (gloo ends the process from a background thread).
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 def on_rank0(ranks: Ranks, work: Callable[[], T]) -> T:
