@@ -46,6 +46,7 @@ class ChatRequest:
     sampling: SamplingParams
     stop: list[str]
     stream: bool
+    include_usage: bool = False  # a streamed reply ends with a chunk of token counts (``stream_options``)
 
 
 def number(value: Any, name: str, *, default: Any = None, whole: bool = False, low: float | None = None,
@@ -78,18 +79,21 @@ def stop_strings(value: Any, name: str = "stop") -> list[str]:
     return [s for s in value if s]
 
 
-def sampling(temperature: Any, top_p: Any, seed: Any, *, prefix: str = "") -> SamplingParams:
+def sampling(temperature: Any, top_p: Any, seed: Any, *, prefix: str = "", top_k: Any = None) -> SamplingParams:
     """Sampling settings from a request's fields (``prefix`` names where they sit, e.g. ``options.``).
 
-    ``top_p`` 0 keeps only the most likely token, which is greedy decoding whatever the temperature.
+    ``top_p`` 0 keeps only the most likely token, which is greedy decoding whatever the temperature. ``top_k``
+    (not in OpenAI's API; vLLM and llama.cpp read it too) keeps the k most likely tokens; 0 or null turns it off.
     """
     temperature = number(temperature, f"{prefix}temperature", low=0.0, high=2.0)
     top_p = number(top_p, f"{prefix}top_p", low=0.0, high=1.0)
+    top_k = number(top_k, f"{prefix}top_k", whole=True, low=0) or None
     seed = number(seed, f"{prefix}seed", whole=True, low=SEED_MIN, high=SEED_MAX)
     if top_p == 0:
         temperature, top_p = 0.0, None
     try:
         return SamplingParams(temperature=float(temperature), top_p=None if top_p is None else float(top_p),
+                              top_k=top_k,
                               seed=None if seed is None else seed % 2**64)  # torch's own reading of negatives
     except ValueError as exc:  # a rule of SamplingParams that the checks above do not know
         raise RequestError(400, str(exc)) from None
@@ -143,7 +147,13 @@ class ChatService:
             raise RequestError(400, "'stream' must be a boolean", "stream")
         name = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
         asked = number(body.get(name), name, whole=True, low=1, high=self.max_tokens_limit)
-        params = sampling(body.get("temperature", 1.0), body.get("top_p", 1.0), body.get("seed"))
+        params = sampling(body.get("temperature", 1.0), body.get("top_p", 1.0), body.get("seed"),
+                          top_k=body.get("top_k"))
+        options = body.get("stream_options")
+        if options is not None and (not isinstance(options, dict)
+                                    or not isinstance(options.get("include_usage", False), bool)):
+            raise RequestError(400, "'stream_options' must be an object like {\"include_usage\": true}",
+                               "stream_options")
         stop = stop_strings(body.get("stop"))
         prompt = self.encode(conversation)
         if asked is None:  # the default reply length, shortened to what the context has room for
@@ -158,7 +168,8 @@ class ChatService:
                                     f"{len(prompt) + asked} in all, over the model's context of {self.context} "
                                     f"tokens; lower '{name}' or shorten the messages", name,
                                "context_length_exceeded")
-        return ChatRequest(prompt, asked, params, stop, bool(body.get("stream", False)))
+        return ChatRequest(prompt, asked, params, stop, bool(body.get("stream", False)),
+                           include_usage=bool((options or {}).get("include_usage", False)))
 
     def run(self, req: ChatRequest, cancel: threading.Event | None = None) -> Iterator[str | tuple[str, int, int]]:
         """Yield text pieces; the final item is (finish_reason, prompt_tokens, completion_tokens).

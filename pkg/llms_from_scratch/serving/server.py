@@ -11,6 +11,10 @@ Built on Starlette (routing, requests, streaming responses) and uvicorn (HTTP/1.
 * every error as JSON in the API's shape, for every method and path: OpenAI's ``{"error": {"message", "type",
   "param", "code"}}``, Ollama's ``{"error": "..."}`` under ``/api/``.
 
+The chat page lives at ``/`` (:mod:`.page`). A chapter 6 classifier is served instead of a chat model by
+:func:`make_classifier_server`: ``POST /v1/classify`` (:mod:`.classifier`) and no chat routes. Each model card
+says which it is: ``"task": "chat"`` or ``"task": "classify"``.
+
 :func:`make_server` returns a bound :class:`Server`; ``serve_forever()`` runs it until ``shutdown()``.
 """
 
@@ -35,9 +39,11 @@ from starlette.routing import Route
 
 from . import ollama  # Ollama's /api routes, translated onto the same service
 from .chat_service import ChatService, RequestError
+from .classifier import ClassifierService, chat_only_routes, classify_routes
 from .http_json import error_payload, error_response, read_json_body, request_error_response
 from .jobs import Busy, ClientGone, GenerationWorker
 from .limits import DEFAULT_LIMITS, ServerLimits
+from .page import PUBLIC_PATHS, page_routes
 from .protocol import guarded_protocol
 from .replies import collect, stream
 
@@ -47,7 +53,8 @@ def _sse(payload: dict) -> bytes:
 
 
 def openai_routes(service: ChatService, worker: GenerationWorker, limits: ServerLimits) -> list[Route]:
-    card = {"id": service.name, "object": "model", "created": service.created, "owned_by": "llms-from-scratch"}
+    card = {"id": service.name, "object": "model", "created": service.created, "owned_by": "llms-from-scratch",
+            "task": "chat"}
 
     async def models(request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [card]})
@@ -76,7 +83,16 @@ def openai_routes(service: ChatService, worker: GenerationWorker, limits: Server
                          "model": service.name, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
 
         def render(item: Any) -> bytes:
-            return event({}, item[0]) if isinstance(item, tuple) else event({"content": item})
+            if not isinstance(item, tuple):
+                return event({"content": item})
+            finish, n_prompt, n_out = item
+            if not req.include_usage:
+                return event({}, finish)
+            # OpenAI's stream_options.include_usage: one more chunk, with no choices and the token counts
+            usage = {"prompt_tokens": n_prompt, "completion_tokens": n_out, "total_tokens": n_prompt + n_out}
+            return event({}, finish) + _sse({"id": completion_id, "object": "chat.completion.chunk",
+                                             "created": created, "model": service.name, "choices": [],
+                                             "usage": usage})
 
         def render_error(exc: Exception) -> bytes:
             status = exc.status if isinstance(exc, RequestError) else 500
@@ -103,13 +119,15 @@ class _StripTrailingSlash:
 
 
 class _RequireApiKey:
-    """Every route wants ``Authorization: Bearer KEY`` when the server has a key."""
+    """Every route wants ``Authorization: Bearer KEY`` when the server has a key, except the chat page's own
+    files (a browser cannot send the header when it opens a page; the page sends it on every API request)."""
 
     def __init__(self, app: Any, api_key: str | None) -> None:
         self.app, self.key = app, None if api_key is None else api_key.encode()
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.key is not None:
+        public = scope.get("method") in ("GET", "HEAD") and scope.get("path") in PUBLIC_PATHS
+        if scope["type"] == "http" and self.key is not None and not public:
             header = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, token = header.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(token.strip(), self.key):
@@ -122,9 +140,11 @@ class _RequireApiKey:
         await self.app(scope, receive, send)
 
 
-def create_app(service: ChatService, worker: GenerationWorker, limits: ServerLimits = DEFAULT_LIMITS,
-               api_key: str | None = None) -> Starlette:
-    """The ASGI application of both APIs (run it with uvicorn; :func:`make_server` does)."""
+def create_app(service: ChatService | ClassifierService, worker: GenerationWorker | None,
+               limits: ServerLimits = DEFAULT_LIMITS, api_key: str | None = None) -> Starlette:
+    """The ASGI application of both APIs and the chat page (run it with uvicorn; :func:`make_server` does).
+
+    A :class:`ClassifierService` (no ``worker``) gets the classifier's routes instead of the chat routes."""
 
     async def request_error(request: Request, exc: RequestError) -> Response:
         return request_error_response(request.url.path, exc)
@@ -150,18 +170,29 @@ def create_app(service: ChatService, worker: GenerationWorker, limits: ServerLim
         return error_response(request.url.path, 500, f"internal error: {type(exc).__name__}", code="server_error")
 
     return Starlette(
-        routes=openai_routes(service, worker, limits) + ollama.routes(service, worker, limits),
+        routes=page_routes() + api_routes(service, worker, limits),
         middleware=[Middleware(_StripTrailingSlash), Middleware(_RequireApiKey, api_key=api_key)],
         exception_handlers={RequestError: request_error, Busy: busy, ClientGone: gone, HTTPException: http_error,
                             Exception: server_error},
     )
 
 
+def api_routes(service: ChatService | ClassifierService, worker: GenerationWorker | None,
+               limits: ServerLimits) -> list[Route]:
+    """A classifier's routes, or a chat model's (OpenAI's, Ollama's, and an error for ``/v1/classify``)."""
+    if isinstance(service, ClassifierService):
+        return classify_routes(service, limits)
+    if worker is None:
+        raise ValueError("a chat service needs its GenerationWorker")
+    return openai_routes(service, worker, limits) + ollama.routes(service, worker, limits) \
+        + chat_only_routes(service.name)
+
+
 class Server:
     """A bound server: ``serve_forever()`` runs it (in this thread), ``shutdown()`` from another thread stops it
     and waits until it has stopped, ``server_close()`` releases the socket. ``server_address``: (host, port)."""
 
-    def __init__(self, app: Any, sock: socket.socket, worker: GenerationWorker, limits: ServerLimits) -> None:
+    def __init__(self, app: Any, sock: socket.socket, worker: GenerationWorker | None, limits: ServerLimits) -> None:
         self.socket, self.worker = sock, worker
         self.server_address: tuple[str, int] = sock.getsockname()[:2]
         config = uvicorn.Config(
@@ -179,7 +210,8 @@ class Server:
         try:
             self._uvicorn.run(sockets=[self.socket])
         finally:
-            self.worker.close()
+            if self.worker is not None:
+                self.worker.close()
             self._stopped.set()
 
     def shutdown(self) -> None:
@@ -188,7 +220,8 @@ class Server:
             self._stopped.wait()
 
     def server_close(self) -> None:
-        self.worker.close()
+        if self.worker is not None:
+            self.worker.close()
         self.socket.close()
 
 
@@ -211,3 +244,10 @@ def make_server(model: torch.nn.Module, tokenizer: Any, name: str, host: str = "
     sock = _bind(host, port)
     worker = GenerationWorker(service, limits.max_waiting)
     return Server(create_app(service, worker, limits, api_key), sock, worker, limits)
+
+
+def make_classifier_server(classifier: ClassifierService, host: str = "127.0.0.1", port: int = 8000, *,
+                           api_key: str | None = None, limits: ServerLimits = DEFAULT_LIMITS) -> Server:
+    """A server for a chapter 6 classifier (``POST /v1/classify`` and the page), bound like :func:`make_server`."""
+    sock = _bind(host, port)
+    return Server(create_app(classifier, None, limits, api_key), sock, None, limits)
