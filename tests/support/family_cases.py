@@ -65,4 +65,20 @@ CASES = {
         "deepseek-v3", **SMALL, n_heads=4, head_dim=24, context_length=128,
         mla=MLAConfig(**{**_MLA.__dict__, "q_lora_rank": None}), moe=_DEEPSEEK_MOE, rope_scaling=_DEEPSEEK_ROPE,
     ),
+    # local and global layers with their own RoPE (the global one linearly scaled), a window of 4, and a softmax
+    # scale that is not head_dim's (as in 27B)
+    "gemma3-4b": get_config(
+        "gemma3-4b", **SMALL, n_heads=4, n_kv_groups=2, head_dim=16, context_length=128, sliding_window=4,
+        layer_types=("sliding", "full"), query_pre_attn_scalar=24,
+    ),
+    # post-norms, QK-norm over whole projections, YaRN on the full layer only (the sliding one keeps plain RoPE)
+    "olmo3-32b": get_config(
+        "olmo3-32b", **SMALL, n_heads=4, n_kv_groups=2, context_length=128, sliding_window=4,
+        layer_types=("sliding", "full"), rope_scaling=RopeScaling("yarn", factor=8.0, original_context_length=16),
+        extra=(),  # the real padding id lies outside the shrunk vocabulary
+    ),
+    # a NoPE layer after a RoPE layer
+    "smollm3-3b": get_config(
+        "smollm3-3b", **SMALL, n_heads=4, n_kv_groups=2, context_length=128, nope_layers=(1,), extra=()
+    ),
 }

@@ -24,15 +24,16 @@ from .config import ModelConfig
 def make_norm(cfg: ModelConfig) -> nn.Module:
     if cfg.norm == "layernorm":
         return LayerNorm(cfg.emb_dim, eps=cfg.norm_eps)
-    return RMSNorm(cfg.emb_dim, eps=cfg.norm_eps)
+    return RMSNorm(cfg.emb_dim, eps=cfg.norm_eps, unit_offset=cfg.norm_unit_offset)
 
 
 def make_ffn(cfg: ModelConfig, layer: int = 0) -> nn.Module:
     # MoE models may keep dense SwiGLU blocks in their first layers (DeepSeek's first_k_dense_replace)
     if cfg.moe is not None and layer >= cfg.moe.first_dense_layers:
         return MoEFeedForward(cfg.emb_dim, cfg.moe)
-    if cfg.ffn == "swiglu":
-        return SwiGLU(cfg.emb_dim, cfg.hidden_dim, bias=cfg.ffn_bias)
+    if cfg.ffn in ("swiglu", "geglu"):
+        activation = "silu" if cfg.ffn == "swiglu" else "gelu_tanh"
+        return SwiGLU(cfg.emb_dim, cfg.hidden_dim, bias=cfg.ffn_bias, activation=activation)
     return FeedForward(cfg.emb_dim, cfg.hidden_dim, activation=cfg.ffn, bias=cfg.ffn_bias)
 
 
@@ -53,6 +54,9 @@ def make_attention(cfg: ModelConfig, layer: int) -> nn.Module:
         qk_norm_eps=cfg.norm_eps if cfg.qk_norm else None,
         sliding_window=cfg.layer_window(layer),
         drop_rate=cfg.drop_rate,
+        qk_norm_scope=cfg.qk_norm_scope,
+        qk_norm_unit_offset=cfg.norm_unit_offset,
+        softmax_scale=None if cfg.query_pre_attn_scalar is None else cfg.query_pre_attn_scalar**-0.5,
     )
 
 

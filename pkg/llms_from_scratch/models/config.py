@@ -2,9 +2,9 @@
 
 A :class:`ModelConfig` describes an architecture only (no dtype, no device, no weights). Each family file
 (``gpt2.py``, ``llama.py``, ``qwen3.py``, ``bert.py``, ``mistral.py``, ``qwen1.py``, ``qwen3_moe.py``,
-``deepseek.py``) lists its official sizes under exact names such as ``"qwen3-0.6b"``; :mod:`.families` gathers
-them, and :func:`~.families.get_config` looks a name up and suggests close matches for a typo. This module
-imports no family.
+``deepseek.py``, ``gemma3.py``, ``olmo3.py``, ``smollm3.py``) lists its official sizes under exact names such as
+``"qwen3-0.6b"``; :mod:`.families` gathers them, and :func:`~.families.get_config` looks a name up and
+suggests close matches for a typo. This module imports no family.
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ from ..nn.moe import MoEConfig
 from ..nn.rope import RopeScaling
 
 NORMS = ("layernorm", "rmsnorm")
-FFNS = ("gelu_tanh", "gelu", "swiglu")
+FFNS = ("gelu_tanh", "gelu", "swiglu", "geglu")
+# where each block normalizes: "pre" x + f(norm(x)); "sandwich" x + norm_post(f(norm_pre(x))) (Gemma 2/3);
+# "post" x + norm(f(x)) (OLMo 2/3)
+NORM_PLACEMENTS = ("pre", "sandwich", "post")
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,14 +39,23 @@ class ModelConfig:
     head_dim: int | None = None  # None = emb_dim // n_heads
     norm: str = "rmsnorm"
     norm_eps: float = 1e-5
-    ffn: str = "swiglu"
+    norm_unit_offset: bool = False  # RMSNorm multiplies by (1 + weight): Gemma's stored form
+    norm_placement: str = "pre"  # one of NORM_PLACEMENTS
+    ffn: str = "swiglu"  # "geglu": SwiGLU's gate with tanh-GELU (Gemma)
+    scale_embeddings: bool = False  # multiply token embeddings by sqrt(emb_dim) (Gemma)
     learned_pos_emb: bool = False  # GPT-2/BERT: a learned table; otherwise RoPE
     rope_base: float = 10_000.0
     rope_scaling: RopeScaling | None = None
+    # sliding-window layers with their own, unscaled RoPE of this base (Gemma 3: 10k locally, 1M globally; OLMo 3:
+    # the same base, with YaRN on the full layers only); None = every layer uses rope_base and rope_scaling
+    sliding_rope_base: float | None = None
+    nope_layers: tuple[int, ...] = ()  # layers that apply no RoPE at all (SmolLM3: every fourth)
     qkv_bias: bool = False
     out_bias: bool = False  # bias of the attention output projection
     ffn_bias: bool = False
     qk_norm: bool = False
+    qk_norm_scope: str = "head"  # "head": per head (Qwen3, Gemma 3); "projection": whole q/k projection (OLMo)
+    query_pre_attn_scalar: float | None = None  # scores scaled by this ** -0.5 instead of head_dim ** -0.5 (Gemma)
     sliding_window: int | None = None
     layer_types: tuple[str, ...] | None = None  # per layer "full" or "sliding"; None = all full
     tie_embeddings: bool = False
@@ -64,6 +76,21 @@ class ModelConfig:
             problems.append(f"norm {self.norm!r} is not one of {NORMS}")
         if self.ffn not in FFNS:
             problems.append(f"ffn {self.ffn!r} is not one of {FFNS}")
+        if self.norm_placement not in NORM_PLACEMENTS:
+            problems.append(f"norm_placement {self.norm_placement!r} is not one of {NORM_PLACEMENTS}")
+        if self.norm_unit_offset and self.norm != "rmsnorm":
+            problems.append("norm_unit_offset applies to RMSNorm only; set norm='rmsnorm'")
+        if self.qk_norm_scope not in ("head", "projection"):
+            problems.append(f"qk_norm_scope must be 'head' or 'projection', got {self.qk_norm_scope!r}")
+        if self.query_pre_attn_scalar is not None and self.query_pre_attn_scalar <= 0:
+            problems.append(f"query_pre_attn_scalar must be positive, got {self.query_pre_attn_scalar}")
+        if self.learned_pos_emb and (self.sliding_rope_base is not None or self.nope_layers):
+            problems.append("sliding_rope_base and nope_layers need RoPE; this config uses learned positions")
+        if self.sliding_rope_base is not None and self.sliding_window is None:
+            problems.append("sliding_rope_base is set but no layer slides; set sliding_window (and layer_types)")
+        if isinstance(self.n_layers, int) and any(not 0 <= i < self.n_layers for i in self.nope_layers):
+            problems.append(f"nope_layers {self.nope_layers} must be layer indices in [0, {self.n_layers}); "
+                            "when changing n_layers, pass nope_layers too")
         for name in ("vocab_size", "context_length", "emb_dim", "n_layers", "n_heads", "hidden_dim"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
                 problems.append(f"{name} must be a positive integer, got {getattr(self, name)!r}")
@@ -131,6 +158,15 @@ class ModelConfig:
         if self.layer_types is None or self.layer_types[layer] == "sliding":
             return self.sliding_window
         return None
+
+    def layer_rope(self, layer: int) -> str | None:
+        """Which RoPE ``layer`` applies: "global" (rope_base, rope_scaling), "sliding" (sliding_rope_base,
+        unscaled) or None (no position information: a NoPE layer, or learned positions)."""
+        if self.learned_pos_emb or layer in self.nope_layers:
+            return None
+        if self.sliding_rope_base is not None and self.layer_window(layer) is not None:
+            return "sliding"
+        return "global"
 
     def info(self, key: str, default: Any = None) -> Any:
         return dict(self.extra).get(key, default)

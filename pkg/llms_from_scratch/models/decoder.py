@@ -1,9 +1,11 @@
 """The one decoder-only language model that every decoder family of the zoo is (GPT-2, Llama 2/3, SmolLM2,
-Qwen1, Qwen3, Qwen3-MoE, Mistral, DeepSeek-V3; ``models/families.py`` lists them).
+Qwen1, Qwen3, Qwen3-MoE, Mistral, DeepSeek-V3, Gemma 3, OLMo 3, SmolLM3; ``models/families.py`` lists them).
 
-The families differ only in choices the config spells out: learned positions or RoPE, LayerNorm or RMSNorm,
-GELU MLP, SwiGLU or a mixture of experts, grouped-query or latent attention, biases, QK-norm, sliding windows,
-tied input/output embeddings. The forward pass is the same pre-norm residual stack for all of them.
+The families differ only in choices the config spells out: learned positions or RoPE (one base for all layers,
+another for the sliding-window layers, or none in some layers), LayerNorm or RMSNorm, GELU MLP, SwiGLU, GeGLU
+or a mixture of experts, grouped-query or latent attention, biases, QK-norm, sliding windows, where the norms
+sit in each block, scaled and tied input/output embeddings. The forward pass is the same residual stack for
+all of them.
 """
 
 from __future__ import annotations
@@ -17,20 +19,29 @@ from .config import ModelConfig
 
 
 class TransformerBlock(nn.Module):
-    """Pre-norm block: ``x + att(norm1(x))``, then ``x + ff(norm2(x))``."""
+    """A residual block; ``cfg.norm_placement`` says where it normalizes (absent norms are ``nn.Identity``):
+
+    * "pre" (GPT-2, Llama, Qwen ...): ``x + att(norm1(x))``, then ``x + ff(norm2(x))``;
+    * "sandwich" (Gemma 3): ``x + post_att_norm(att(norm1(x)))``, then ``x + post_ff_norm(ff(norm2(x)))``;
+    * "post" (OLMo 3): ``x + post_att_norm(att(x))``, then ``x + post_ff_norm(ff(x))``. Unlike the original
+      Transformer's post-norm, the residual stream itself is never normalized.
+    """
 
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
-        self.norm1 = make_norm(cfg)
+        pre, post = cfg.norm_placement in ("pre", "sandwich"), cfg.norm_placement in ("sandwich", "post")
+        self.norm1 = make_norm(cfg) if pre else nn.Identity()
         self.att = make_attention(cfg, layer)
-        self.norm2 = make_norm(cfg)
+        self.post_att_norm = make_norm(cfg) if post else nn.Identity()
+        self.norm2 = make_norm(cfg) if pre else nn.Identity()
         self.ff = make_ffn(cfg, layer)
+        self.post_ff_norm = make_norm(cfg) if post else nn.Identity()
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
     def forward(self, x, mask, rope, cache):
-        x = x + self.drop_shortcut(self.att(self.norm1(x), mask, rope, cache, self.layer))
-        return x + self.drop_shortcut(self.ff(self.norm2(x)))
+        x = x + self.drop_shortcut(self.post_att_norm(self.att(self.norm1(x), mask, rope, cache, self.layer)))
+        return x + self.drop_shortcut(self.post_ff_norm(self.ff(self.norm2(x))))
 
 
 class DecoderLM(nn.Module):
@@ -42,6 +53,9 @@ class DecoderLM(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim) if cfg.learned_pos_emb else None
         self.rope = None if cfg.learned_pos_emb else RotaryEmbedding(cfg.rope_dim, cfg.rope_base, cfg.rope_scaling)
+        # sliding-window layers with a RoPE of their own (Gemma 3's local base); see ModelConfig.layer_rope
+        self.sliding_rope = (RotaryEmbedding(cfg.rope_dim, cfg.sliding_rope_base)
+                             if cfg.sliding_rope_base is not None else None)
         self.drop_emb = nn.Dropout(cfg.drop_rate)
         self.trf_blocks = nn.ModuleList(TransformerBlock(cfg, i) for i in range(cfg.n_layers))
         self.final_norm = make_norm(cfg)
@@ -97,10 +111,18 @@ class DecoderLM(nn.Module):
             )
 
         x = self.tok_emb(input_ids)  # (batch, tokens, emb_dim)
+        if self.cfg.scale_embeddings:
+            # Gemma: the table is shared with the output head, whose logits want small entries; the inputs are
+            # scaled up to the size of the residual stream (the factor is rounded to the model's dtype first)
+            x = x * torch.tensor(self.cfg.emb_dim**0.5, dtype=x.dtype)
         if self.pos_emb is not None:
             x = x + self.pos_emb(positions)
         x = self.drop_emb(x)
-        rope = self.rope(positions, x.dtype) if self.rope is not None else None
+        ropes = {None: None}
+        if self.rope is not None:
+            ropes["global"] = self.rope(positions, x.dtype)
+        if self.sliding_rope is not None:
+            ropes["sliding"] = self.sliding_rope(positions, x.dtype)
 
         masks: dict[int | None, torch.Tensor | None] = {}
         for block in self.trf_blocks:
@@ -112,7 +134,7 @@ class DecoderLM(nn.Module):
                 valid, slots = cache.visible_keys(window) if cache is not None else (key_valid, None)
                 masks[window] = build_attention_mask(t, valid, sliding_window=window, key_slots=slots) if (
                     needs_mask) else None
-            x = block(x, masks[window], rope, cache)
+            x = block(x, masks[window], ropes[self.cfg.layer_rope(block.layer)], cache)
 
         if last_token_only:
             x = x[:, -1:]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from . import bert, deepseek, gpt2, llama, mistral, qwen1, qwen3, qwen3_moe
+from . import bert, deepseek, gemma3, gpt2, llama, mistral, olmo3, qwen1, qwen3, qwen3_moe, smollm3
 from .config import ModelConfig
 from .family import Family
 
@@ -26,6 +26,9 @@ FAMILIES: tuple[Family, ...] = (
     qwen1.FAMILY,
     qwen3_moe.FAMILY,
     deepseek.FAMILY,
+    gemma3.FAMILY,
+    olmo3.FAMILY,
+    smollm3.FAMILY,
 )
 
 

@@ -7,7 +7,9 @@
 * ``n_kv_groups == 1``: multi-query attention.
 
 Options that families switch on: biases on the q/k/v and output projections, RMSNorm on each query and key
-head before RoPE (Qwen3's "QK-norm"), and a sliding window (a query sees only the last ``W`` keys).
+head before RoPE (Qwen3's "QK-norm") or over the whole query and key projections (OLMo 2/3), a sliding window
+(a query sees only the last ``W`` keys), and a softmax scale other than ``1/sqrt(head_dim)`` (Gemma 3's
+``query_pre_attn_scalar``).
 """
 
 from __future__ import annotations
@@ -67,7 +69,13 @@ class GroupedQueryAttention(nn.Module):
         sliding_window: int | None = None,
         drop_rate: float = 0.0,
         rope_interleaved: bool = False,
+        qk_norm_scope: str = "head",
+        qk_norm_unit_offset: bool = False,
+        softmax_scale: float | None = None,
     ) -> None:
+        """``qk_norm_scope``: "head" normalizes each head's ``head_dim`` features, "projection" the whole query
+        (``n_heads * head_dim``) and key (``n_kv_groups * head_dim``) projections. ``softmax_scale`` multiplies
+        the scores (None: ``head_dim ** -0.5``)."""
         super().__init__()
         if n_heads % n_kv_groups:
             raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_groups ({n_kv_groups})")
@@ -77,13 +85,19 @@ class GroupedQueryAttention(nn.Module):
         self.sliding_window = sliding_window
         self.drop_rate = drop_rate
         self.rope_interleaved = rope_interleaved
+        self.softmax_scale = softmax_scale  # None: SDPA's own 1/sqrt(head_dim), left to it bit for bit
         self.W_query = nn.Linear(d_in, n_heads * head_dim, bias=qkv_bias)
         self.W_key = nn.Linear(d_in, n_kv_groups * head_dim, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, n_kv_groups * head_dim, bias=qkv_bias)
         self.out_proj = nn.Linear(n_heads * head_dim, d_in, bias=out_bias)
+        if qk_norm_scope not in ("head", "projection"):
+            raise ValueError(f"qk_norm_scope must be 'head' or 'projection', got {qk_norm_scope!r}")
+        self.qk_norm_scope = qk_norm_scope
         if qk_norm_eps is not None:
-            self.q_norm = RMSNorm(head_dim, eps=qk_norm_eps)
-            self.k_norm = RMSNorm(head_dim, eps=qk_norm_eps)
+            per_head = qk_norm_scope == "head"
+            q_dim, k_dim = (head_dim, head_dim) if per_head else (n_heads * head_dim, n_kv_groups * head_dim)
+            self.q_norm = RMSNorm(q_dim, eps=qk_norm_eps, unit_offset=qk_norm_unit_offset)
+            self.k_norm = RMSNorm(k_dim, eps=qk_norm_eps, unit_offset=qk_norm_unit_offset)
         else:
             self.q_norm = self.k_norm = None
 
@@ -102,11 +116,13 @@ class GroupedQueryAttention(nn.Module):
         """
         b, t, _ = x.shape
         q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        if self.q_norm is not None and self.qk_norm_scope == "projection":
+            q, k = self.q_norm(q), self.k_norm(k)  # over all heads at once, before splitting them
         # (batch, tokens, heads * head_dim) -> (batch, heads, tokens, head_dim)
         q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
         k = k.view(b, t, self.n_kv_groups, self.head_dim).transpose(1, 2)
         v = v.view(b, t, self.n_kv_groups, self.head_dim).transpose(1, 2)
-        if self.q_norm is not None:
+        if self.q_norm is not None and self.qk_norm_scope == "head":
             q, k = self.q_norm(q), self.k_norm(k)  # normalize per head, before the rotation
         if rope is not None:
             cos, sin = rope
@@ -115,7 +131,7 @@ class GroupedQueryAttention(nn.Module):
         if cache is not None:
             k, v = cache.write(layer, k, v)  # (batch, n_kv_groups, cached tokens, head_dim)
         if t == 1 and not (self.training and self.drop_rate > 0):
-            out = _decode_attention(q, k, v, mask)
+            out = _decode_attention(q, k, v, mask, self.softmax_scale)
         else:
             out = self._sdpa(q, k, v, mask)
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (batch, tokens, heads*head_dim)
@@ -132,17 +148,20 @@ class GroupedQueryAttention(nn.Module):
             is_causal = q.shape[2] > 1
             if is_causal and q.shape[2] != k.shape[2]:
                 raise ValueError("a mask is required when several new tokens attend to a cache prefix")
-            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=is_causal)
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=is_causal,
+                                                  scale=self.softmax_scale)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.softmax_scale)
 
 
-def _decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _decode_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float | None = None
+) -> torch.Tensor:
     """Attention for a single new token, written out: two small matmuls beat the blocked SDPA kernels, whose
     setup cost dominates when there is one query. Grouped heads broadcast instead of being copied."""
     b, h, _, d = q.shape
     kv = k.shape[1]
     q = q.view(b, kv, h // kv, 1, d)  # (batch, kv heads, queries per kv head, 1, head_dim)
-    scores = (q @ k.unsqueeze(2).transpose(-1, -2)) * d**-0.5  # (batch, kv, group, 1, keys)
+    scores = (q @ k.unsqueeze(2).transpose(-1, -2)) * (d**-0.5 if scale is None else scale)  # (batch, kv, group, 1, keys)
     if mask is not None:
         scores = scores.masked_fill(~mask.unsqueeze(2), float("-inf"))  # mask: (batch, 1, 1, keys)
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)

@@ -1,4 +1,5 @@
-"""Position-wise feed-forward blocks: the GELU MLP of GPT-2/BERT and the gated SwiGLU of Llama/Qwen."""
+"""Position-wise feed-forward blocks: the GELU MLP of GPT-2/BERT and the gated SwiGLU of Llama/Qwen (GeGLU,
+Gemma's variant, is the same gate with a tanh-approximated GELU in place of SiLU)."""
 
 from __future__ import annotations
 
@@ -30,13 +31,20 @@ class FeedForward(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """Gated feed-forward: ``fc3(silu(fc1(x)) * fc2(x))`` (fc1 = gate, fc2 = up, fc3 = down projection)."""
+    """Gated feed-forward: ``fc3(silu(fc1(x)) * fc2(x))`` (fc1 = gate, fc2 = up, fc3 = down projection).
 
-    def __init__(self, emb_dim: int, hidden_dim: int, bias: bool = False) -> None:
+    ``activation="gelu_tanh"`` gates with GELU instead of SiLU: GeGLU (Gemma).
+    """
+
+    def __init__(self, emb_dim: int, hidden_dim: int, bias: bool = False, activation: str = "silu") -> None:
         super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(_ACTIVATIONS)}")
+        self.activation = activation
         self.fc1 = nn.Linear(emb_dim, hidden_dim, bias=bias)
         self.fc2 = nn.Linear(emb_dim, hidden_dim, bias=bias)
         self.fc3 = nn.Linear(hidden_dim, emb_dim, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc3(F.silu(self.fc1(x)) * self.fc2(x))
+        gate = F.silu(self.fc1(x)) if self.activation == "silu" else _ACTIVATIONS[self.activation](self.fc1(x))
+        return self.fc3(gate * self.fc2(x))

@@ -31,7 +31,8 @@ class RMSNorm(nn.Module):
 
     ``upcast=True`` computes the statistic in float32 and casts back *before* multiplying by ``scale``,
     which is what Llama/Qwen reference code does; in bf16 the order changes the result.
-    ``unit_offset=True`` multiplies by ``1 + scale`` instead (Gemma stores its weights that way).
+    ``unit_offset=True`` multiplies by ``1 + scale`` instead (Gemma stores its weights that way), and, as
+    Gemma's reference code does, multiplies in float32 before casting back.
     """
 
     def __init__(self, emb_dim: int, eps: float = 1e-6, *, upcast: bool = True, unit_offset: bool = False) -> None:
@@ -49,5 +50,6 @@ class RMSNorm(nn.Module):
         in_dtype = x.dtype
         h = x.float() if self.upcast else x
         h = h * torch.rsqrt(h.pow(2).mean(dim=-1, keepdim=True) + self.eps)
-        scale = 1.0 + self.scale if self.unit_offset else self.scale
-        return scale * h.to(in_dtype)
+        if self.unit_offset:
+            return (h * (1.0 + self.scale.to(h.dtype))).to(in_dtype)
+        return self.scale * h.to(in_dtype)

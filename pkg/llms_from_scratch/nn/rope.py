@@ -8,6 +8,7 @@ rotated query and key then depends only on their distance. Two memory layouts of
 
 Scalings change ``inv_freq`` once, statically, so they apply even to short inputs:
 
+* ``linear``: every frequency is divided by ``factor`` (positions interpolated; Gemma 3's global layers);
 * ``llama3``: long wavelengths are divided by ``factor``, short ones kept, the band between interpolated;
 * ``yarn``: a linear ramp between interpolated and extrapolated frequencies, plus an attention factor that
   multiplies cos and sin.
@@ -24,11 +25,11 @@ from torch import nn
 
 @dataclass(frozen=True)
 class RopeScaling:
-    """How a checkpoint stretches RoPE past its pre-training length (``rope_type`` "llama3" or "yarn")."""
+    """How a checkpoint stretches RoPE past its pre-training length (``rope_type`` "linear", "llama3" or "yarn")."""
 
     rope_type: str
     factor: float
-    original_context_length: int
+    original_context_length: int = 0  # llama3 and yarn; linear scaling does not use it
     low_freq_factor: float = 1.0  # llama3
     high_freq_factor: float = 4.0  # llama3
     beta_fast: float = 32.0  # yarn
@@ -36,10 +37,12 @@ class RopeScaling:
     attention_factor: float | None = None  # yarn; None derives it from the factor
 
     def __post_init__(self) -> None:
-        if self.rope_type not in ("llama3", "yarn"):
-            raise ValueError(f"unknown rope scaling {self.rope_type!r}; supported: 'llama3', 'yarn'")
-        if self.factor <= 0 or self.original_context_length <= 0:
-            raise ValueError("rope scaling needs a positive factor and original_context_length")
+        if self.rope_type not in ("linear", "llama3", "yarn"):
+            raise ValueError(f"unknown rope scaling {self.rope_type!r}; supported: 'linear', 'llama3', 'yarn'")
+        if self.factor <= 0:
+            raise ValueError(f"rope scaling needs a positive factor, got {self.factor}")
+        if self.rope_type != "linear" and self.original_context_length <= 0:
+            raise ValueError(f"{self.rope_type} rope scaling needs a positive original_context_length")
 
 
 def rope_inv_freq(head_dim: int, rope_base: float, scaling: RopeScaling | None = None) -> tuple[torch.Tensor, float]:
@@ -51,6 +54,8 @@ def rope_inv_freq(head_dim: int, rope_base: float, scaling: RopeScaling | None =
     inv_freq = 1.0 / (rope_base**exponents)
     if scaling is None:
         return inv_freq, 1.0
+    if scaling.rope_type == "linear":
+        return inv_freq / scaling.factor, 1.0
     if scaling.rope_type == "llama3":
         return _llama3(inv_freq, scaling), 1.0
     return _yarn(head_dim, rope_base, scaling)
