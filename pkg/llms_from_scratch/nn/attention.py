@@ -157,12 +157,14 @@ def _decode_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float | None = None
 ) -> torch.Tensor:
     """Attention for a single new token, written out: two small matmuls beat the blocked SDPA kernels, whose
-    setup cost dominates when there is one query. Grouped heads broadcast instead of being copied."""
+    setup cost dominates when there is one query. The query heads that share a key/value head become the rows
+    of one matmul against that head's keys, so the cache is read once per kv head and never expanded (a
+    broadcast against ``k.unsqueeze(2)`` materialises a copy of the keys per query head at long contexts)."""
     b, h, _, d = q.shape
     kv = k.shape[1]
-    q = q.view(b, kv, h // kv, 1, d)  # (batch, kv heads, queries per kv head, 1, head_dim)
-    scores = (q @ k.unsqueeze(2).transpose(-1, -2)) * (d**-0.5 if scale is None else scale)  # (batch, kv, group, 1, keys)
+    q = q.view(b, kv, h // kv, d)  # (batch, kv heads, queries per kv head, head_dim)
+    scores = (q @ k.transpose(-1, -2)) * (d**-0.5 if scale is None else scale)  # (batch, kv, group, keys)
     if mask is not None:
-        scores = scores.masked_fill(~mask.unsqueeze(2), float("-inf"))  # mask: (batch, 1, 1, keys)
+        scores = scores.masked_fill(~mask, float("-inf"))  # mask: (batch, 1, 1, keys)
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
-    return (weights @ v.unsqueeze(2)).view(b, h, 1, d)  # (batch, heads, 1, head_dim)
+    return (weights @ v).view(b, h, 1, d)  # (batch, kv, group, head_dim) -> (batch, heads, 1, head_dim)
