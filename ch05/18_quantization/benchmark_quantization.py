@@ -9,7 +9,9 @@ Cases, all greedy from the same 16-token prompts at batch 1 and 8, in one proces
   linear layer in 8 bits per channel, in 4 bits in groups of 32, or in the file's own blocks (Q4_1, with the Q8_0
   token table); the output head in int8 per channel in all three. Kernels and stacked projections are chosen by
   measuring for the batch size, with bfloat16 activations allowed for the quantized products (what
-  `generate --dtype auto` does); `--activations float32` keeps them in float32.
+  `generate --dtype auto` does); `--activations float32` keeps them in float32;
+* **ours int8-dynamic (W8A8)**: the int8 model, with kernels that also quantize each decode step's activations
+  to 8 bits allowed to race the others (`generate --quantize int8-dynamic`).
 
 Rounds alternate the order of the cases (forward, then reversed) so that background load hits all alike; each
 case reports the median tokens/s over rounds (min-max) and the CPU time the process spent per token (less
@@ -126,6 +128,7 @@ def build_cases(batch: int, activations: str) -> dict[str, torch.nn.Module]:
         "ours fp32": prepare_for_decoding(ours, batch),
         "ours bf16": prepare_for_decoding(copy.deepcopy(ours).to(torch.bfloat16), batch),
         "ours int8": quantized("int8"),
+        "ours int8-dynamic (W8A8)": load_gguf_quantized(path, "int8", rows=batch, activations=(*allowed, torch.int8)),
         "ours int4": quantized("int4"),
         "ours GGUF (Q4_1 + Q8_0)": quantized("gguf"),
     }

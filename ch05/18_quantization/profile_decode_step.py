@@ -46,6 +46,8 @@ def main() -> None:
         "ours fp32": load_pretrained("smollm2-135m-instruct")[0],
         "int8, bf16 activations": load_gguf_quantized(path, "int8", activations=(torch.bfloat16,)),
         "int8, fp32 activations": load_gguf_quantized(path, "int8"),
+        "int8, 8-bit activations allowed (W8A8)": load_gguf_quantized(path, "int8",
+                                                                      activations=(torch.bfloat16, torch.int8)),
         "GGUF Q4_1, bf16 activations": load_gguf_quantized(path, "gguf", activations=(torch.bfloat16,)),
     }
     print(cpu_line())
@@ -65,7 +67,7 @@ def main() -> None:
 
             def kernels(layers=layers, inputs=inputs):
                 for m in layers:
-                    KERNELS[m.kernel].run(m, inputs[m], m.kernel_weight, m.kernel_scales)
+                    KERNELS[m.kernel].run(m, inputs[m], *m.kernel_operands())
 
             real_forward = QuantizedLinear.forward
             results = []

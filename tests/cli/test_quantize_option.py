@@ -12,6 +12,7 @@ from tiny_gguf import write_tiny_gguf
 
 import llms_from_scratch.cli._inference_args as inference_args
 from llms_from_scratch.cli import build_parser, main
+from llms_from_scratch.cli.errors import UsageError
 from llms_from_scratch.cli.generate import add_generate_arguments
 from llms_from_scratch.models import build_model, get_config, load_gguf, save_hf_checkpoint
 from llms_from_scratch.quant import QuantizedLinear, quantize_model
@@ -106,3 +107,70 @@ def test_generate_on_smollm2_quantized_end_to_end(capsys):
         assert "Paris" in out.out
         weights = float(out.err.split("memory: weights ")[1].split(" MiB")[0])
         assert weights < 200  # float32 weights take 513 MiB
+
+
+def test_int8_dynamic_loads_int8_weights_and_allows_8_bit_activations(tiny_gguf, monkeypatch):
+    import llms_from_scratch.models.gguf_quantized as gguf_quantized
+
+    inference_args._load_quantized.cache_clear()
+    seen = []
+    real = gguf_quantized.load_gguf_quantized
+    monkeypatch.setattr(gguf_quantized, "load_gguf_quantized",
+                        lambda *a, **kw: seen.append((a[1], kw["activations"])) or real(*a, **kw))
+    args = generate_args("-m", str(tiny_gguf), "--quantize", "int8-dynamic")
+    model, _ = inference_args.load_for_inference(args, torch.device("cpu"), torch.float32)
+    inference_args._load_quantized.cache_clear()
+    assert seen == [("int8", (torch.bfloat16, torch.int8))] and quantized_layers(model) == {"int8"}
+    for dtype_option, dtype in (("bfloat16", torch.bfloat16), ("float32", torch.float32)):
+        args = generate_args("-m", str(tiny_gguf), "--quantize", "int8-dynamic", "--dtype", dtype_option)
+        if dtype == torch.bfloat16:
+            with pytest.raises(UsageError, match="--quantize int8-dynamic quantizes float32"):
+                inference_args.load_for_inference(args, torch.device("cpu"), dtype)
+        else:
+            inference_args.load_for_inference(args, torch.device("cpu"), dtype)
+            assert seen[-1] == ("int8", (torch.int8,))  # --dtype float32: no bfloat16 products
+    inference_args._load_quantized.cache_clear()
+
+
+@pytest.fixture
+def book_checkpoint(tmp_path):
+    from llms_from_scratch.ch04 import GPTModel
+    from llms_from_scratch.training.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = {"vocab_size": 50257, "context_length": 16, "emb_dim": 64, "n_heads": 2, "n_layers": 1, "drop_rate": 0.0,
+           "qkv_bias": False}
+    model = GPTModel(cfg).eval()
+    save_checkpoint(tmp_path / "book.pth", model, config=cfg)
+    return tmp_path / "book.pth", model
+
+
+@pytest.mark.parametrize("scheme", ["int8", "int4"])
+def test_quantize_applies_to_the_books_checkpoint(book_checkpoint, monkeypatch, capsys, scheme):
+    import llms_from_scratch.ch05 as ch05
+
+    path, model = book_checkpoint
+    used = []
+    real = ch05.generate
+    monkeypatch.setattr(ch05, "generate", lambda m, *a, **kw: used.append(m) or real(m, *a, **kw))
+    assert main(["generate", "-p", "Hi", "--max-new-tokens", "2", "--device", "cpu", "--checkpoint", str(path),
+                 "--quantize", scheme]) == 0
+    capsys.readouterr()
+    (loaded,) = used
+    assert quantized_layers(loaded) == ({"int8"} if scheme == "int8" else {"int4", "int8"})
+    assert isinstance(loaded.out_head, QuantizedLinear) and loaded.out_head.scheme == "int8"
+    expected = inference_args.quantize_book_model(model, scheme)
+    ids = torch.randint(0, 50257, (1, 6), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(loaded(ids), expected(ids))
+
+
+def test_int8_dynamic_is_refused_for_the_books_checkpoint_before_it_loads(book_checkpoint, monkeypatch, capsys):
+    import llms_from_scratch.cli.generate as generate_command
+
+    monkeypatch.setattr(generate_command, "load_from_checkpoint", lambda *a: pytest.fail("loaded a model"))
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "-p", "Hi", "--device", "cpu", "--checkpoint", str(book_checkpoint[0]),
+              "--quantize", "int8-dynamic"])
+    assert info.value.code == 2
+    assert "--quantize int8-dynamic needs one-token decode steps" in capsys.readouterr().err

@@ -21,7 +21,7 @@ from llms_from_scratch.quant import (
     quantize_weight,
     set_kernel,
 )
-from llms_from_scratch.quant.kernels import TOLERANCE, kernel_error
+from llms_from_scratch.quant.kernels import KERNELS, TOLERANCE, kernel_error
 from llms_from_scratch.serving.generation import generate
 
 # Relative logit error ||logits_q - logits|| / ||logits|| measured on the tiny models below (seeds 0-2):
@@ -70,6 +70,8 @@ def test_every_offered_kernel_agrees_with_the_plain_path(scheme):
     candidates = kernel_candidates(layer)
     assert candidates[0] == PLAIN
     for name in candidates[1:]:
+        if KERNELS[name].quantizes_input:  # W8A8: other numbers by design (tests/quant/test_quant_dynamic.py)
+            continue
         set_kernel(layer, name, rows=1)
         assert kernel_error(layer, name, rows=1, dtype=torch.float32) <= TOLERANCE[torch.float32]
         x = torch.randn(1, 1, 256)

@@ -7,6 +7,11 @@ memory line that ``generate --benchmark`` prints. Not a command itself.
 * ``--quantize int8`` / ``int4``: linear layers in 8 bits per output channel or 4 bits in groups of 32; the
   output head in 8 bits. A GGUF file is converted one matrix at a time; a float checkpoint is loaded, then
   quantized.
+* ``--quantize int8-dynamic``: the int8 weights, and decode steps may quantize the activations to 8 bits too
+  (W8A8: int8 x int8 products) where that is measured faster here; float32 activations on the CPU only.
+* ``--checkpoint`` / ``--gpt2`` (the book's ``GPTModel``): ``int8`` and ``int4`` quantize its linear layers and
+  head (:func:`quantize_book_model`); chapter 5's ``generate`` recomputes the whole sequence every step, so the
+  layers take their plain path (less memory, not more speed).
 
 With ``--dtype auto`` the quantized products may run on bfloat16 activations where that is measured faster on
 this machine (norms, attention and the KV cache stay float32); ``--dtype float32`` keeps every product in
@@ -20,15 +25,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-QUANTIZE = ("none", "int8", "int4")
+QUANTIZE = ("none", "int8", "int8-dynamic", "int4")
 
 
 def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--quantize`` (the other model options come from ``zoo.add_model_arguments``)."""
     parser.add_argument("--quantize", choices=QUANTIZE, default=None,
                         help="weights in memory: int8 or int4 quantize the linear layers, none loads float weights; "
-                             "default: a .gguf model keeps the formats its file stores (Q8_0/Q4_0/Q4_1 stay "
-                             "quantized), other models load in float")
+                             "int8-dynamic: int8, and decoding may quantize the activations to 8 bits too where "
+                             "faster (other numbers than int8); default: a .gguf model keeps the formats its file "
+                             "stores (Q8_0/Q4_0/Q4_1 stay quantized), other models load in float")
 
 
 def load_for_inference(args: argparse.Namespace, device: Any, dtype: Any) -> tuple[Any, Any]:
@@ -42,8 +48,43 @@ def load_for_inference(args: argparse.Namespace, device: Any, dtype: Any) -> tup
     if scheme == "none":
         return load_model_and_tokenizer(args.model, device, dtype, not args.no_autotune)
     bf16_allowed = getattr(args, "dtype", "auto") == "auto"
-    return _load_quantized(args.model, str(source) if source else None, scheme, device, dtype,
-                           not args.no_autotune, bf16_allowed)
+    dynamic = scheme == "int8-dynamic"
+    if dynamic:
+        _check_dynamic(device, dtype)
+    return _load_quantized(args.model, str(source) if source else None, "int8" if dynamic else scheme, device,
+                           dtype, not args.no_autotune, bf16_allowed, dynamic)
+
+
+def _check_dynamic(device: Any, dtype: Any) -> None:
+    import torch
+
+    from .errors import UsageError
+
+    if torch.device(device).type != "cpu" or dtype != torch.float32:
+        raise UsageError("--quantize int8-dynamic quantizes float32 activations on the CPU: use --device cpu with "
+                         "--dtype float32 or auto, or --quantize int8")
+
+
+def check_book_quantize(scheme: str | None) -> None:
+    """Refuse a ``--quantize`` value that the book's ``GPTModel`` cannot use (before its weights load)."""
+    from .errors import UsageError
+
+    if scheme == "int8-dynamic":
+        raise UsageError("--quantize int8-dynamic needs one-token decode steps, which chapter 5's generate does not "
+                         "take with --checkpoint/--gpt2: use --quantize int8")
+
+
+def quantize_book_model(model: Any, scheme: str | None) -> Any:
+    """The book's ``GPTModel`` (``--checkpoint`` / ``--gpt2``) with ``--quantize`` applied: linear layers and head
+    in ``int8`` or ``int4`` (the head in int8), plain path; ``None`` and ``"none"`` leave it as it is."""
+    check_book_quantize(scheme)
+    if scheme in (None, "none"):
+        return model
+    from ..quant import QuantizedLinear, quantize_model
+
+    model = quantize_model(model, scheme, kernel="plain")  # each step multiplies the whole sequence: no kernel
+    model.out_head = QuantizedLinear.from_linear(model.out_head, "int8")
+    return model
 
 
 def _gguf_source(model: str) -> Path | None:
@@ -58,7 +99,7 @@ def _gguf_source(model: str) -> Path | None:
 
 @lru_cache(maxsize=1)
 def _load_quantized(model: str, gguf_path: str | None, scheme: str, device: Any, dtype: Any, autotune: bool,
-                    bf16_allowed: bool) -> tuple[Any, Any]:
+                    bf16_allowed: bool, dynamic: bool = False) -> tuple[Any, Any]:
     """Load and quantize (the last model stays loaded, as ``zoo.load_model_and_tokenizer`` keeps its own)."""
     import torch
 
@@ -69,6 +110,8 @@ def _load_quantized(model: str, gguf_path: str | None, scheme: str, device: Any,
 
     on_cpu = torch.device(device).type == "cpu"
     activations = (torch.bfloat16,) if bf16_allowed and on_cpu and dtype == torch.float32 else ()
+    if dynamic:
+        activations += (torch.int8,)  # int8 x int8 products quantizing the activations (quant.kernels)
     kernel = "auto" if autotune and on_cpu else "plain"
     if gguf_path is not None:
         loaded = load_gguf_quantized(gguf_path, scheme, dtype=dtype, device=device, kernel=kernel,

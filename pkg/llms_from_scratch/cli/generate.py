@@ -10,7 +10,13 @@ import sys
 from pathlib import Path
 
 from ..gpt2_sizes import GPT2_MODEL_SIZES  # the one table of sizes; it imports no torch
-from ._inference_args import add_inference_arguments, load_for_inference, memory_line
+from ._inference_args import (
+    add_inference_arguments,
+    check_book_quantize,
+    load_for_inference,
+    memory_line,
+    quantize_book_model,
+)
 from .errors import CommandError, UsageError, one_line, refused_pickle
 from .zoo import add_model_arguments, add_sampling_arguments
 
@@ -150,7 +156,9 @@ def run_book_model(args: argparse.Namespace) -> int:
     from ..ch05 import generate, text_to_token_ids, token_ids_to_text
 
     device, dtype = resolve_device(args.device, args.dtype)
+    check_book_quantize(args.quantize)
     model, tokenizer = load_from_checkpoint(args.checkpoint) if args.checkpoint else load_gpt2(args.gpt2)
+    model = quantize_book_model(model, args.quantize)
     model.to(device=device, dtype=dtype).eval()
     torch.manual_seed(123 if args.seed is None else args.seed)
     idx = text_to_token_ids(args.prompt, tokenizer).to(device)

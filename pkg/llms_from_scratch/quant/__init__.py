@@ -8,7 +8,8 @@
   :func:`gptq_quantize_model`: the same with GPTQ's error-compensating updates, from calibration text;
 * for decoding: :class:`QuantizedEmbedding` (a token table kept quantized), :func:`requantize` (another scheme,
   a slice of rows at a time), :func:`stack_projections` / :func:`choose_stacking` (query/key/value and gate/up as
-  one product), and products on bfloat16 activations (``choose_kernels(..., activations=(torch.bfloat16,))``).
+  one product), products on bfloat16 activations (``choose_kernels(..., activations=(torch.bfloat16,))``) and,
+  opt-in, int8 x int8 products that quantize the activations too (``activations=(torch.int8,)``, W8A8).
   ``models.gguf_quantized.load_gguf_quantized`` builds a model from a GGUF file with all of these.
 
 >>> model = quantize_model(model, "int8")                 # per-channel absmax, PyTorch's int8 kernel if faster

@@ -7,7 +7,8 @@ layer (gradients for ``x``) and any input that no kernel was measured for take. 
 this layer and beats it on this machine, and only for the number of input rows and the dtype it was measured with.
 With ``compute_dtype`` set (by ``choose_kernels(..., activations=...)``), the product runs on the input cast to that
 dtype (bfloat16, for which PyTorch's kernels may have a faster code path) and its output is cast back, as
-autocast does.
+autocast does. Kernels that quantize the activations too (W8A8, :mod:`.kernels`) are chosen only where that was
+allowed, and then compute other numbers than the plain path, within their own tolerance.
 
 The codes and scales are buffers, not parameters: they are saved in the state dict and moved by ``.to(device)``,
 and an optimizer never sees them. ``.to(dtype)`` casts the scales too (the codes stay integers); a kernel measured
@@ -50,6 +51,7 @@ class QuantizedLinear(nn.Module):
         self.compute_dtype: torch.dtype | None = None
         self.register_buffer("kernel_weight", None, persistent=False)
         self.register_buffer("kernel_scales", None, persistent=False)
+        self.kernel_packed: object | None = None  # a kernel's weight packed as an op's own object (not a tensor)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, scheme: str, group_size: int | None = None,
@@ -78,14 +80,18 @@ class QuantizedLinear(nn.Module):
     def product(self, x: torch.Tensor) -> torch.Tensor:
         """``x @ W^T + b`` in ``x``'s dtype: the chosen kernel where it was measured for this input, else plain."""
         if (self.kernel == PLAIN or x.dtype != self.kernel_dtype or x.numel() != self.kernel_rows * self.in_features
-                or (torch.is_grad_enabled() and x.requires_grad)):
+                or (torch.is_grad_enabled() and x.requires_grad)
+                or (self.kernel_packed is not None and x.device.type != "cpu")):  # a packed object stays put
             return self.plain_forward(x)
         # (..., in_features) -> (kernel_rows, in_features) -> (kernel_rows, out_features) -> (..., out_features)
-        y = KERNELS[self.kernel].run(self, x.reshape(self.kernel_rows, self.in_features), self.kernel_weight,
-                                     self.kernel_scales)
+        y = KERNELS[self.kernel].run(self, x.reshape(self.kernel_rows, self.in_features), *self.kernel_operands())
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
         return y.view(*x.shape[:-1], self.out_features)
+
+    def kernel_operands(self) -> tuple[object, torch.Tensor | None]:
+        """The chosen kernel's weight (its own layout or packed object) and scales."""
+        return self.kernel_weight if self.kernel_packed is None else self.kernel_packed, self.kernel_scales
 
     def extra_repr(self) -> str:
         computed = "" if self.compute_dtype is None else f", compute_dtype={str(self.compute_dtype)[6:]}"

@@ -43,13 +43,16 @@ def replace_linears(model: nn.Module, build: Callable[[str, nn.Linear], nn.Modul
 
 @torch.no_grad()
 def quantize_model(model: nn.Module, scheme: str, group_size: int | None = None, *, symmetric: bool | None = None,
-                   head: bool = False, kernel: str = "auto", rows: int = 1) -> nn.Module:
+                   head: bool = False, kernel: str = "auto", rows: int = 1,
+                   activations: tuple[torch.dtype, ...] = ()) -> nn.Module:
     """Replace ``model``'s linear layers by round-to-nearest quantized ones; returns ``model``.
 
     ``scheme``: ``"int8"`` (per output channel unless ``group_size`` is given), ``"int4"`` (groups of 32 by
     default), or a GGUF block format ``"q8_0"``, ``"q4_0"``, ``"q4_1"``. ``kernel="auto"`` measures PyTorch's
     quantized kernels against the plain dequantize-then-matmul path for inputs of ``rows`` rows (the decode batch
     size) and keeps whichever is fastest here (:func:`~.kernels.choose_kernels`); ``kernel="plain"`` skips that.
+    ``activations`` is passed on to it: ``(torch.int8,)`` also lets int8 layers quantize their activations on the
+    fly (W8A8) where that is faster, ``(torch.bfloat16,)`` lets products run on bfloat16 activations.
     """
     check_scheme(scheme, group_size)
     if kernel not in ("auto", "plain"):
@@ -57,7 +60,7 @@ def quantize_model(model: nn.Module, scheme: str, group_size: int | None = None,
     replace_linears(model, lambda name, linear: QuantizedLinear.from_linear(linear, scheme, group_size, symmetric),
                     head)
     if kernel == "auto":
-        choose_kernels(model, rows=rows)
+        choose_kernels(model, rows=rows, activations=activations)
     return model
 
 

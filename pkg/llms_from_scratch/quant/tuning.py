@@ -12,6 +12,7 @@ from torch import nn
 
 from .kernels import (
     BUDGET_S,
+    DYNAMIC,
     KERNELS,
     MARGIN,
     MIN_ROUNDS,
@@ -34,7 +35,9 @@ def choose_kernels(model: nn.Module, rows: int = 1, dtype: torch.dtype = torch.f
 
     ``activations`` allows products in other dtypes too (e.g. ``(torch.bfloat16,)``): a layer then casts its
     input to that dtype for the product and the output back (see ``QuantizedLinear.compute_dtype``), if that is
-    faster and within that dtype's tolerance of the plain path in ``dtype``.
+    faster and within that dtype's tolerance of the plain path in ``dtype``. ``torch.int8`` in ``activations``
+    (for a float32 model) allows the kernels that quantize each input to 8 bits themselves (W8A8, ``"int8"`` in
+    the returned names); they race the others on the same terms and the plain path stays a candidate.
     """
     kinds: dict[str, list[QuantizedLinear]] = {}
     for module in model.modules():
@@ -50,21 +53,34 @@ def choose_kernels(model: nn.Module, rows: int = 1, dtype: torch.dtype = torch.f
     return chosen
 
 
-Candidate = tuple[str, torch.dtype]  # (kernel, dtype of the activations it multiplies)
+Candidate = tuple[str, torch.dtype]  # (kernel, dtype of the activations it multiplies; DYNAMIC: int8 it makes)
+
+
+def _input_dtype(act: torch.dtype, dtype: torch.dtype) -> torch.dtype:
+    """The dtype a candidate's kernel receives: a W8A8 kernel quantizes the model's own activations itself."""
+    return dtype if act == DYNAMIC else act
 
 
 def _set(layer: QuantizedLinear, candidate: Candidate, rows: int, dtype: torch.dtype) -> None:
     name, act = candidate
+    act = _input_dtype(act, dtype)
     layer.compute_dtype = None if act == dtype else act
     if name == PLAIN:
-        layer.kernel, layer.kernel_weight, layer.kernel_scales = PLAIN, None, None
+        layer.kernel, layer.kernel_weight, layer.kernel_packed, layer.kernel_scales = PLAIN, None, None, None
     else:
         set_kernel(layer, name, rows, act)
 
 
 def _error(layer: QuantizedLinear, candidate: Candidate, rows: int, dtype: torch.dtype) -> float:
     name, act = candidate
-    return kernel_error(layer, name, rows, act, reference_dtype=dtype)
+    return kernel_error(layer, name, rows, _input_dtype(act, dtype), reference_dtype=dtype)
+
+
+def _fits(name: str, act: torch.dtype, dtype: torch.dtype) -> bool:
+    """Kernels that quantize their input run only where that was allowed, and on float32 activations only."""
+    if KERNELS[name].quantizes_input:
+        return act == DYNAMIC and dtype == torch.float32
+    return act != DYNAMIC
 
 
 def _choose_for_kind(layers: list[nn.Module], rows: int, dtype: torch.dtype, budget_s: float,
@@ -74,7 +90,7 @@ def _choose_for_kind(layers: list[nn.Module], rows: int, dtype: torch.dtype, bud
     for act in (dtype, *activations):
         for name in kernel_candidates(layers[0]):
             candidate = (name, act)
-            if candidate == plain:
+            if candidate == plain or not _fits(name, act, dtype):
                 continue
             try:
                 _set(layers[0], candidate, rows, dtype)
@@ -108,9 +124,9 @@ def _race(layers: list[nn.Module], candidates: list[Candidate], rows: int, dtype
           ) -> dict[Candidate, float]:
     """Quickest time of each candidate over all ``layers`` (alternating order, at least MIN_ROUNDS rounds); a
     candidate in another dtype than ``dtype`` pays for casting its input and output."""
-    def prepare(candidate: Candidate, layer: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def prepare(candidate: Candidate, layer: nn.Module) -> tuple[object, torch.Tensor | None]:
         weight, scales = KERNELS[candidate[0]].prepare(layer)
-        return weight, None if scales is None else scales.to(candidate[1])
+        return weight, None if scales is None else scales.to(_input_dtype(candidate[1], dtype))
 
     prepared = {c: [prepare(c, layer) for layer in layers] for c in candidates}
     x = torch.randn(rows, layers[0].in_features).to(dtype=dtype, device=layers[0].codes.device)
@@ -121,7 +137,7 @@ def _race(layers: list[nn.Module], candidates: list[Candidate], rows: int, dtype
             order = candidates[rounds % len(candidates):] + candidates[:rounds % len(candidates)]
             for candidate in order:
                 name, act = candidate
-                kernel = KERNELS[name]
+                kernel, act = KERNELS[name], _input_dtype(act, dtype)
                 t0 = time.perf_counter()
                 for layer, (weight, scales) in zip(layers, prepared[candidate]):
                     kernel.run(layer, x.to(act), weight, scales).to(dtype)
