@@ -165,58 +165,8 @@ class BPETokenizer:
         words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]  # each chunk as a list of token ids
         freqs = list(chunk_counts.values())
 
-        pair_counts: Counter[tuple[int, int]] = Counter()
-        where: defaultdict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> indices of chunks holding it
-        for w, (word, freq) in enumerate(zip(words, freqs)):
-            for pair in zip(word, word[1:]):
-                pair_counts[pair] += freq
-                where[pair].add(w)
-
-        # Max-heap of (count, pair) with lazy deletion: stale entries are skipped when popped.
-        heap = [(-count, pair) for pair, count in pair_counts.items()]
-        heapq.heapify(heap)
-
         self.byte_ids = list(range(256))
-        self.merges = []
-        vocab = {i: bytes([i]) for i in range(256)}
-        n_merges = vocab_size - 256 - len(specials)
-        while len(self.merges) < n_merges and heap:
-            neg_count, pair = heapq.heappop(heap)
-            if pair_counts.get(pair, 0) != -neg_count:
-                continue  # stale: this pair's count changed after the entry was pushed
-            if -neg_count < 2:
-                break  # merging a pair seen once compresses nothing
-            new_id = 256 + len(self.merges)
-            self.merges.append((pair[0], pair[1], new_id))
-            vocab[new_id] = vocab[pair[0]] + vocab[pair[1]]
-
-            changed: set[tuple[int, int]] = set()
-            for w in where.pop(pair):
-                word, freq = words[w], freqs[w]
-                # take the chunk's old pairs out, merge, then put its new pairs in
-                for old in zip(word, word[1:]):
-                    pair_counts[old] -= freq
-                    changed.add(old)
-                merged, i = [], 0
-                while i < len(word):
-                    if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
-                        merged.append(new_id)
-                        i += 2
-                    else:
-                        merged.append(word[i])
-                        i += 1
-                words[w] = merged
-                for new in zip(merged, merged[1:]):
-                    pair_counts[new] += freq
-                    where[new].add(w)
-                    changed.add(new)
-            for p in changed:
-                count = pair_counts[p]
-                if count > 0:
-                    heapq.heappush(heap, (-count, p))
-                else:
-                    del pair_counts[p]
-                    where.pop(p, None)
+        self.merges = learn_merges(words, freqs, vocab_size - 256 - len(specials), first_id=256)
 
         first_special = 256 + len(self.merges)
         self.special_tokens = {s: first_special + k for k, s in enumerate(specials)}
@@ -234,7 +184,7 @@ class BPETokenizer:
         if whole is not None:
             # A chunk that is itself a token is that token, even if no merge sequence would reach it.
             return [whole]
-        parts = _merge_lowest_rank_first([self.byte_ids[b] for b in data], self._pair_to_id)
+        parts = merge_lowest_rank_first([self.byte_ids[b] for b in data], self._pair_to_id)
         if len(self._cache) < 100_000:
             self._cache[chunk] = parts
         return parts
@@ -246,7 +196,7 @@ class BPETokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """Encode ``text`` treating special-token strings as plain text."""
         ids: list[int] = []
-        for chunk in self._split.findall(_valid_unicode(text)):
+        for chunk in self._split.findall(valid_unicode(text)):
             ids.extend(self._encode_chunk(chunk))
         return ids
 
@@ -358,6 +308,65 @@ class BPETokenizer:
 _SHORT_CHUNK = 10
 
 
+def learn_merges(words: list[list[int]], freqs: list[int], n_merges: int, first_id: int) -> list[tuple[int, int, int]]:
+    """Learn up to ``n_merges`` merges over ``words`` (token-id lists, each seen ``freqs[w]`` times), in place.
+
+    Returns the merges as ``(left_id, right_id, new_id)`` with new ids from ``first_id`` on; ``words`` is left
+    holding the merged token lists. Stops early when no pair occurs twice. The loop behind
+    :meth:`BPETokenizer.train` (see ``ch02/05_bpe-from-scratch``) and SuperBPE's second stage, whose words
+    already hold merged tokens: pair counts are updated only in the words that contain the merged pair.
+    """
+    pair_counts: Counter[tuple[int, int]] = Counter()
+    where: defaultdict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> indices of words holding it
+    for w, (word, freq) in enumerate(zip(words, freqs)):
+        for pair in zip(word, word[1:]):
+            pair_counts[pair] += freq
+            where[pair].add(w)
+
+    # Max-heap of (count, pair) with lazy deletion: stale entries are skipped when popped.
+    heap = [(-count, pair) for pair, count in pair_counts.items()]
+    heapq.heapify(heap)
+
+    merges: list[tuple[int, int, int]] = []
+    while len(merges) < n_merges and heap:
+        neg_count, pair = heapq.heappop(heap)
+        if pair_counts.get(pair, 0) != -neg_count:
+            continue  # stale: this pair's count changed after the entry was pushed
+        if -neg_count < 2:
+            break  # merging a pair seen once compresses nothing
+        new_id = first_id + len(merges)
+        merges.append((pair[0], pair[1], new_id))
+
+        changed: set[tuple[int, int]] = set()
+        for w in where.pop(pair):
+            word, freq = words[w], freqs[w]
+            # take the word's old pairs out, merge, then put its new pairs in
+            for old in zip(word, word[1:]):
+                pair_counts[old] -= freq
+                changed.add(old)
+            merged, i = [], 0
+            while i < len(word):
+                if i + 1 < len(word) and (word[i], word[i + 1]) == pair:
+                    merged.append(new_id)
+                    i += 2
+                else:
+                    merged.append(word[i])
+                    i += 1
+            words[w] = merged
+            for new in zip(merged, merged[1:]):
+                pair_counts[new] += freq
+                where[new].add(w)
+                changed.add(new)
+        for p in changed:
+            count = pair_counts[p]
+            if count > 0:
+                heapq.heappush(heap, (-count, p))
+            else:
+                del pair_counts[p]
+                where.pop(p, None)
+    return merges
+
+
 def _merge_by_rescanning(parts: list[int], pair_to_id: dict[tuple[int, int], int]) -> list[int]:
     """The merge rule written plainly: after each merge, look at every adjacent pair again (``O(n^2)``)."""
     parts = list(parts)
@@ -374,7 +383,7 @@ def _merge_by_rescanning(parts: list[int], pair_to_id: dict[tuple[int, int], int
     return parts
 
 
-def _merge_lowest_rank_first(parts: list[int], pair_to_id: dict[tuple[int, int], int]) -> list[int]:
+def merge_lowest_rank_first(parts: list[int], pair_to_id: dict[tuple[int, int], int]) -> list[int]:
     """Merge a chunk's tokens the way tiktoken does, in ``O(n log n)`` for a chunk of ``n`` bytes.
 
     The rule: among all adjacent pairs that form a known token, merge the one with the lowest rank (the new
@@ -427,7 +436,7 @@ def _merge_lowest_rank_first(parts: list[int], pair_to_id: dict[tuple[int, int],
     return merged
 
 
-def _valid_unicode(text: str) -> str:
+def valid_unicode(text: str) -> str:
     """Replace lone surrogates (which UTF-8 cannot encode) by U+FFFD, as tiktoken does."""
     try:
         text.encode("utf-8")

@@ -120,7 +120,7 @@ def test_the_heap_loop_alone_equals_the_oracle_on_short_chunks_too(gpt2, repetit
         for _ in range(300):
             data = "".join(rng.choice("aaabbcdefg") for _ in range(rng.randrange(0, 40))).encode()
             parts = [tok.byte_ids[b] for b in data]
-            assert bpe_module._merge_lowest_rank_first(parts, tok._pair_to_id) == quadratic_merge(parts,
+            assert bpe_module.merge_lowest_rank_first(parts, tok._pair_to_id) == quadratic_merge(parts,
                                                                                                   tok._pair_to_id)
 
 
