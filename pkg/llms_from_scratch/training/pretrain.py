@@ -20,6 +20,11 @@ that was never interrupted (``tests/training/test_pretrain.py`` checks this), be
 and the data sampler) is restored exactly.
 
 ``strategy="ddp"`` or ``"fsdp"`` trains on every process torchrun starts (:mod:`.distributed_pretrain`).
+
+``moe=True`` gives every block mixture-of-experts feed-forward layers (:mod:`.moe_gpt`); the MoE settings are part
+of the model configuration the checkpoint keeps. With ``moe_balance="aux"`` each micro-batch's loss gets the
+weighted load-balancing loss (logged as ``aux_loss``, kept out of ``train_loss``); with ``"bias"`` the routers'
+correction biases move after each optimizer step, by the expert loads of that step's micro-batches.
 """
 
 from __future__ import annotations
@@ -35,11 +40,12 @@ from typing import Any
 import torch
 
 from ..appendix_d import warmup_cosine_lr
-from ..ch04 import GPTModel
 from ..ch05 import generate, text_to_token_ids, token_ids_to_text
 from .checkpoints import load_model_state_dict, save_checkpoint, unwrap_model
 from .fused_loss import gpt_hidden_states, lm_loss
-from .pretrain_args import CHECKPOINT_NAME, PretrainArgs, ResumeError
+from .moe_gpt import aux_loss, build_gpt, update_correction_bias
+from .moe_stats import layer_expert_counts
+from .pretrain_args import CHECKPOINT_NAME, PretrainArgs, ResumeError, moe_model_keys
 from .run_folder import exclusive_run_folder
 from .run_setup import (
     TOKENS_NAME,
@@ -110,6 +116,7 @@ def _pretrain(args: PretrainArgs, out_dir: Path) -> dict[str, Any]:
     device = resolve_device(args.device)
     autocast_dtype = choose_autocast_dtype(args.precision, device)
     cfg = model_config(args)
+    cfg.update(moe_model_keys(args, cfg["emb_dim"]))
     # the checkpoint is checked before the corpus is tokenized: a run that cannot resume stops at once
     ckpt = checkpoint_to_resume(checkpoint_path, cfg, args, tokenizer) if args.resume else None
 
@@ -124,11 +131,13 @@ def _pretrain(args: PretrainArgs, out_dir: Path) -> dict[str, Any]:
     warmup_steps = min(warmup_steps, total_steps - 1)
 
     torch.manual_seed(args.seed)
-    model = GPTModel(cfg).to(device)
+    model = build_gpt(cfg).to(device)  # chapter 4's GPTModel, with MoE feed-forward blocks if cfg asks for them
     fused = device.type == "cuda"  # the fused AdamW kernel exists on GPUs; on CPUs the default is as fast
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay,
                                   fused=fused)
     history: dict[str, list] = {"step": [], "train_loss": [], "val_step": [], "val_loss": [], "tokens_seen": []}
+    if cfg.get("moe_balance") == "aux":
+        history["aux_loss"] = []
     step, tokens_seen = 0, 0
 
     if ckpt is not None:
@@ -162,7 +171,7 @@ def _pretrain(args: PretrainArgs, out_dir: Path) -> dict[str, Any]:
         for group in optimizer.param_groups:
             group["lr"] = lr
         optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
+        step_loss, step_aux, step_counts = 0.0, 0.0, 0
         for _ in range(args.grad_accum_steps):
             x, y = train.next_batch()
             x, y = x.to(device), y.to(device)
@@ -174,15 +183,26 @@ def _pretrain(args: PretrainArgs, out_dir: Path) -> dict[str, Any]:
                     loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), y.flatten())
             # weighted by its share of the step's target tokens: the step's gradient is the full batch's
             loss = micro_batch_loss(loss, y.numel(), step_tokens)
-            loss.backward()
             step_loss += loss.item()
+            extra = aux_loss(model, cfg)  # None unless moe_balance is "aux"
+            if extra is not None:
+                extra = micro_batch_loss(extra, y.numel(), step_tokens)
+                step_aux += extra.item()
+                loss = loss + extra
+            if cfg.get("moe_balance") == "bias":
+                step_counts = step_counts + layer_expert_counts(model)  # (layers, experts)
+            loss.backward()
             tokens_seen += x.numel()
         if args.max_norm is not None and step >= warmup_steps:
             torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=args.max_norm)
         optimizer.step()
+        if cfg.get("moe_balance") == "bias":
+            update_correction_bias(model, step_counts, cfg["moe_bias_rate"])
         step += 1
         history["step"].append(step)
         history["train_loss"].append(step_loss)
+        if "aux_loss" in history:
+            history["aux_loss"].append(step_aux)
         history["tokens_seen"].append(tokens_seen)
         bar.set_postfix(loss=f"{step_loss:.3f}", lr=f"{lr:.2e}")
         bar.update(1)

@@ -16,10 +16,12 @@ from pathlib import Path
 from ..gpt2_sizes import GPT2_MODEL_CONFIGS
 from .corpus import corpus_files
 
-__all__ = ["CHECKPOINT_NAME", "STRATEGIES", "PretrainArgs", "ResumeError", "check_paths", "check_values"]
+__all__ = ["CHECKPOINT_NAME", "MOE_BALANCING", "STRATEGIES", "PretrainArgs", "ResumeError", "check_paths",
+           "check_values", "default_expert_hidden_dim", "moe_model_keys"]
 
 CHECKPOINT_NAME = "checkpoint.pth"
 STRATEGIES = ("single", "ddp", "fsdp")
+MOE_BALANCING = ("none", "aux", "bias")  # training.moe_gpt describes each
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
@@ -64,6 +66,14 @@ class PretrainArgs:
     sample_tokens: int = 40
     quiet: bool = False
     strategy: str = "single"  # "single" process, or under torchrun "ddp" or "fsdp" (training.distributed)
+    # mixture of experts (training.moe_gpt): every block's feed-forward becomes moe_experts SwiGLU experts
+    moe: bool = False
+    moe_experts: int = 8
+    moe_top_k: int = 2
+    moe_hidden_dim: int | None = None  # default: top_k active experts hold as many weights as the dense MLP
+    moe_balance: str = "aux"  # "none", "aux" (load-balancing loss) or "bias" (DeepSeek-V3's bias step)
+    moe_aux_weight: float = 0.01
+    moe_bias_rate: float = 0.001
 
 
 def _option(field: str) -> str:
@@ -126,6 +136,47 @@ def check_values(args: PretrainArgs) -> None:
                          "local rank; use --device auto, cuda or cpu")
     if not _DEVICE.fullmatch(args.device):
         raise ValueError(f"--device {args.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
+    if args.moe:
+        _check_moe(args)
+
+
+def _check_moe(args: PretrainArgs) -> None:
+    if args.moe_experts < 2:
+        raise ValueError(f"--moe-experts must be at least 2, got {args.moe_experts}")
+    if not 1 <= args.moe_top_k <= args.moe_experts:
+        raise ValueError(f"--moe-top-k must be between 1 and --moe-experts ({args.moe_experts}), got {args.moe_top_k}")
+    if args.moe_hidden_dim is not None and args.moe_hidden_dim < 1:
+        raise ValueError(f"--moe-hidden-dim must be at least 1, got {args.moe_hidden_dim}")
+    if args.moe_balance not in MOE_BALANCING:
+        raise ValueError(f"--moe-balance must be one of {', '.join(MOE_BALANCING)}, got {args.moe_balance!r}")
+    for field in ("moe_aux_weight", "moe_bias_rate"):
+        value = getattr(args, field)
+        if not (_finite(value) and value >= 0):
+            raise ValueError(f"{_option(field)} must be a number of at least 0, got {value}")
+    if args.strategy != "single":
+        raise ValueError(f"--moe works with --strategy single only; leave out --strategy {args.strategy} or --moe")
+    if args.compile:
+        raise ValueError("--compile is not supported with --moe (each expert's tokens are chosen at run time); "
+                         "leave out --compile")
+
+
+def default_expert_hidden_dim(emb_dim: int, top_k: int) -> int:
+    """An expert width whose ``top_k`` active SwiGLU experts hold as many weights as chapter 4's 4x GELU MLP.
+
+    The MLP has ``2 * emb_dim * 4 * emb_dim`` weights, one SwiGLU expert ``3 * emb_dim * hidden_dim``.
+    """
+    return max(1, round(8 * emb_dim / (3 * top_k)))
+
+
+def moe_model_keys(args: PretrainArgs, emb_dim: int) -> dict:
+    """The MoE entries of the model configuration (``training.moe_gpt``), the expert width resolved; none for a
+    dense run, so checkpoints of dense runs keep the configuration they always had."""
+    if not args.moe:
+        return {}
+    hidden = args.moe_hidden_dim or default_expert_hidden_dim(emb_dim, args.moe_top_k)
+    return {"moe_experts": args.moe_experts, "moe_top_k": args.moe_top_k, "moe_hidden_dim": hidden,
+            "moe_balance": args.moe_balance, "moe_aux_weight": args.moe_aux_weight,
+            "moe_bias_rate": args.moe_bias_rate}
 
 
 def check_paths(args: PretrainArgs) -> None:
