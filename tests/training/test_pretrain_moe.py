@@ -92,3 +92,7 @@ def test_cli_pretrain_moe(corpus, tmp_path, capsys):
     assert "2 steps" in capsys.readouterr().out
     cfg = torch.load(out / "checkpoint.pth", weights_only=True)["config"]
     assert (cfg["moe_experts"], cfg["moe_top_k"], cfg["moe_balance"], cfg["moe_bias_rate"]) == (4, 2, "bias", 0.01)
+    # the checkpoint generates from the command line: `generate --checkpoint` rebuilds the MoE blocks
+    assert main(["generate", "--checkpoint", str(out / "checkpoint.pth"), "-p", "I had always", "--max-new-tokens", "3",
+                 "--temperature", "0"]) == 0
+    assert "I had always" in capsys.readouterr().out

@@ -110,9 +110,9 @@ def load_from_checkpoint(path: str):
 
     import torch
 
-    from ..ch04 import GPTModel
     from ..data import gpt2_encoding
     from ..training.checkpoints import CheckpointError, load_model_state_dict, verify_checksum
+    from ..training.moe_gpt import build_gpt
 
     if not Path(path).is_file():
         raise CommandError(f"checkpoint {path} does not exist: pass the checkpoint.pth that "
@@ -131,7 +131,7 @@ def load_from_checkpoint(path: str):
         raise CommandError(str(exc)) from None
     if not isinstance(checkpoint, dict) or "config" not in checkpoint or "model" not in checkpoint:
         raise CommandError(f"{path} holds no model config; pass a checkpoint written by `llms-from-scratch pretrain`")
-    model = GPTModel(checkpoint["config"])
+    model = build_gpt(checkpoint["config"])  # chapter 4's GPT, with MoE blocks if `pretrain --moe` trained it
     load_model_state_dict(model, checkpoint["model"])
     return model, gpt2_encoding()
 
