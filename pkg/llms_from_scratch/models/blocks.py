@@ -17,6 +17,9 @@ from ..nn import (
     RMSNorm,
     SwiGLU,
 )
+from ..nn.deltanet import GatedDeltaNet
+from ..nn.hybrid_cache import HybridCache
+from ..nn.linear_state_cache import LinearAttentionCache
 from ..nn.mla import yarn_mscale
 from .config import ModelConfig
 
@@ -38,6 +41,10 @@ def make_ffn(cfg: ModelConfig, layer: int = 0) -> nn.Module:
 
 
 def make_attention(cfg: ModelConfig, layer: int) -> nn.Module:
+    if cfg.is_linear(layer):
+        la = cfg.linear_attn
+        return GatedDeltaNet(cfg.emb_dim, la.n_heads, la.n_qk_heads, la.qk_head_dim, la.v_head_dim,
+                             conv_kernel=la.conv_kernel, norm_eps=cfg.norm_eps)
     if cfg.mla is not None:
         scale = cfg.mla.qk_head_dim**-0.5
         if cfg.rope_scaling is not None and cfg.mla.mscale_all_dim:
@@ -57,6 +64,7 @@ def make_attention(cfg: ModelConfig, layer: int) -> nn.Module:
         qk_norm_scope=cfg.qk_norm_scope,
         qk_norm_unit_offset=cfg.norm_unit_offset,
         softmax_scale=None if cfg.query_pre_attn_scalar is None else cfg.query_pre_attn_scalar**-0.5,
+        output_gate=cfg.attn_output_gate,
     )
 
 
@@ -67,6 +75,8 @@ def make_cache(
 
     * latent attention caches one latent (``kv_lora_rank``) and one shared RoPE key per token;
     * a model with sliding-window layers gets a ring buffer of ``window`` tokens for each of those layers;
+    * a hybrid model with linear-attention layers gets keys and values for its full layers and a fixed-size
+      state for each linear layer (:class:`HybridCache`);
     * otherwise every layer keeps ``max_length`` keys and values.
     """
     if cfg.mla is not None:
@@ -74,6 +84,14 @@ def make_cache(
                        value_dim=cfg.mla.qk_rope_head_dim)
     windows = [cfg.layer_window(i) for i in range(cfg.n_layers)]
     shape = (batch_size, cfg.resolved_kv_groups, cfg.resolved_head_dim, max_length)
+    linear = [i for i in range(cfg.n_layers) if cfg.is_linear(i)]
+    if linear:
+        la = cfg.linear_attn
+        states = LinearAttentionCache(linear, batch_size, 2 * la.n_qk_heads * la.qk_head_dim + la.n_heads * la.v_head_dim,
+                                      la.conv_kernel, la.n_heads, la.qk_head_dim, la.v_head_dim, dtype=dtype,
+                                      device=device)
+        full = [i for i in range(cfg.n_layers) if i not in linear]
+        return HybridCache(full, states, *shape, dtype=dtype, device=device)
     if any(w is not None and w < max_length for w in windows):
         return RingKVCache(windows, *shape, dtype=dtype, device=device)
     return KVCache(cfg.n_layers, *shape, dtype=dtype, device=device)

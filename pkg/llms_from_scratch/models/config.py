@@ -2,7 +2,7 @@
 
 A :class:`ModelConfig` describes an architecture only (no dtype, no device, no weights). Each family file
 (``gpt2.py``, ``llama.py``, ``qwen3.py``, ``bert.py``, ``mistral.py``, ``qwen1.py``, ``qwen3_moe.py``,
-``deepseek.py``, ``gemma3.py``, ``olmo3.py``, ``smollm3.py``) lists its official sizes under exact names such as
+``deepseek.py``, ``gemma3.py``, ``olmo3.py``, ``smollm3.py``, ``qwen3_next.py``) lists its official sizes under exact names such as
 ``"qwen3-0.6b"``; :mod:`.families` gathers them, and :func:`~.families.get_config` looks a name up and
 suggests close matches for a typo. This module imports no family.
 """
@@ -22,6 +22,26 @@ FFNS = ("gelu_tanh", "gelu", "swiglu", "geglu")
 # where each block normalizes: "pre" x + f(norm(x)); "sandwich" x + norm_post(f(norm_pre(x))) (Gemma 2/3);
 # "post" x + norm(f(x)) (OLMo 2/3)
 NORM_PLACEMENTS = ("pre", "sandwich", "post")
+LAYER_TYPES = ("full", "sliding", "linear")
+
+
+@dataclass(frozen=True)
+class LinearAttentionConfig:
+    """The gated DeltaNet layers of a hybrid model (``layer_types`` entries "linear"; see ``nn/deltanet.py``)."""
+
+    n_heads: int  # value heads, each with its own recurrent state
+    n_qk_heads: int  # query/key heads, each shared by n_heads // n_qk_heads value heads
+    qk_head_dim: int
+    v_head_dim: int
+    conv_kernel: int = 4
+
+    def __post_init__(self) -> None:
+        values = (self.n_heads, self.n_qk_heads, self.qk_head_dim, self.v_head_dim, self.conv_kernel)
+        if any(not isinstance(v, int) or v <= 0 for v in values):
+            raise ValueError(f"linear attention sizes must be positive integers, got {self}")
+        if self.n_heads % self.n_qk_heads:
+            raise ValueError(f"linear attention n_heads ({self.n_heads}) must be a multiple of n_qk_heads "
+                             f"({self.n_qk_heads})")
 
 
 @dataclass(frozen=True, eq=False)
@@ -46,6 +66,7 @@ class ModelConfig:
     learned_pos_emb: bool = False  # GPT-2/BERT: a learned table; otherwise RoPE
     rope_base: float = 10_000.0
     rope_scaling: RopeScaling | None = None
+    partial_rotary_factor: float = 1.0  # RoPE rotates this share of each head's features (Qwen3-Next: 0.25)
     # sliding-window layers with their own, unscaled RoPE of this base (Gemma 3: 10k locally, 1M globally; OLMo 3:
     # the same base, with YaRN on the full layers only); None = every layer uses rope_base and rope_scaling
     sliding_rope_base: float | None = None
@@ -57,7 +78,10 @@ class ModelConfig:
     qk_norm_scope: str = "head"  # "head": per head (Qwen3, Gemma 3); "projection": whole q/k projection (OLMo)
     query_pre_attn_scalar: float | None = None  # scores scaled by this ** -0.5 instead of head_dim ** -0.5 (Gemma)
     sliding_window: int | None = None
-    layer_types: tuple[str, ...] | None = None  # per layer "full" or "sliding"; None = all full
+    # per layer "full", "sliding" or "linear" (gated DeltaNet, configured by linear_attn); None = all full
+    layer_types: tuple[str, ...] | None = None
+    linear_attn: LinearAttentionConfig | None = None
+    attn_output_gate: bool = False  # attention output times sigmoid(a gate the query projection emits) (Qwen3-Next)
     tie_embeddings: bool = False
     type_vocab_size: int = 0  # BERT's segment embeddings
     drop_rate: float = 0.0
@@ -110,12 +134,19 @@ class ModelConfig:
         if self.layer_types is not None:
             if len(self.layer_types) != self.n_layers:
                 problems.append(f"layer_types has {len(self.layer_types)} entries for {self.n_layers} layers")
-            if set(self.layer_types) - {"full", "sliding"}:
-                problems.append(f"layer_types may only contain 'full' and 'sliding', got {set(self.layer_types)}")
+            if set(self.layer_types) - set(LAYER_TYPES):
+                problems.append(f"layer_types may only contain {LAYER_TYPES}, got {set(self.layer_types)}")
+            if "linear" in self.layer_types and self.linear_attn is None:
+                problems.append("layer_types has linear layers but linear_attn is not set")
+            if "linear" in self.layer_types and ("sliding" in self.layer_types or self.mla is not None):
+                problems.append("linear layers mix only with full grouped-query attention layers, not with sliding "
+                                "windows or latent attention")
             if "sliding" in self.layer_types and self.sliding_window is None:
                 problems.append("layer_types has sliding layers but sliding_window is not set")
         if self.sliding_window is not None and self.sliding_window <= 0:
             problems.append(f"sliding_window must be positive, got {self.sliding_window}")
+        if not 0.0 < self.partial_rotary_factor <= 1.0:
+            problems.append(f"partial_rotary_factor must be in (0, 1], got {self.partial_rotary_factor}")
         if not 0.0 <= self.drop_rate < 1.0:
             problems.append(f"drop_rate must be in [0, 1), got {self.drop_rate}")
         if self.norm_eps <= 0:
@@ -149,7 +180,13 @@ class ModelConfig:
     @property
     def rope_dim(self) -> int:
         """Features per head that RoPE rotates (latent attention rotates only its decoupled part)."""
-        return self.mla.qk_rope_head_dim if self.mla is not None else self.resolved_head_dim
+        if self.mla is not None:
+            return self.mla.qk_rope_head_dim
+        return int(self.resolved_head_dim * self.partial_rotary_factor)
+
+    def is_linear(self, layer: int) -> bool:
+        """Whether ``layer`` is a linear-attention (gated DeltaNet) layer rather than softmax attention."""
+        return self.layer_types is not None and self.layer_types[layer] == "linear"
 
     def layer_window(self, layer: int) -> int | None:
         """The sliding window of ``layer``, or None for full attention."""

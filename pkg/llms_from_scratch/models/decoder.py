@@ -1,10 +1,12 @@
 """The one decoder-only language model that every decoder family of the zoo is (GPT-2, Llama 2/3, SmolLM2,
-Qwen1, Qwen3, Qwen3-MoE, Mistral, DeepSeek-V3, Gemma 3, OLMo 3, SmolLM3; ``models/families.py`` lists them).
+Qwen1, Qwen3, Qwen3-MoE, Mistral, DeepSeek-V3, Gemma 3, OLMo 3, SmolLM3, Qwen3-Next; ``models/families.py`` lists
+them).
 
 The families differ only in choices the config spells out: learned positions or RoPE (one base for all layers,
 another for the sliding-window layers, or none in some layers), LayerNorm or RMSNorm, GELU MLP, SwiGLU, GeGLU
 or a mixture of experts, grouped-query or latent attention, biases, QK-norm, sliding windows, where the norms
-sit in each block, scaled and tied input/output embeddings. The forward pass is the same residual stack for
+sit in each block, scaled and tied input/output embeddings, and which layers mix tokens with linear attention
+(gated DeltaNet) instead of softmax attention. The forward pass is the same residual stack for
 all of them.
 """
 
@@ -25,11 +27,15 @@ class TransformerBlock(nn.Module):
     * "sandwich" (Gemma 3): ``x + post_att_norm(att(norm1(x)))``, then ``x + post_ff_norm(ff(norm2(x)))``;
     * "post" (OLMo 3): ``x + post_att_norm(att(x))``, then ``x + post_ff_norm(ff(x))``. Unlike the original
       Transformer's post-norm, the residual stream itself is never normalized.
+
+    In a linear-attention layer (``cfg.is_linear(layer)``) ``att`` is a gated DeltaNet; its ``mask`` is then the
+    (batch, tokens) padding mask of the new tokens (or None), which keeps padding out of its recurrent state.
     """
 
     def __init__(self, cfg: ModelConfig, layer: int) -> None:
         super().__init__()
         self.layer = layer
+        self.linear = cfg.is_linear(layer)
         pre, post = cfg.norm_placement in ("pre", "sandwich"), cfg.norm_placement in ("sandwich", "post")
         self.norm1 = make_norm(cfg) if pre else nn.Identity()
         self.att = make_attention(cfg, layer)
@@ -40,7 +46,11 @@ class TransformerBlock(nn.Module):
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
     def forward(self, x, mask, rope, cache):
-        x = x + self.drop_shortcut(self.post_att_norm(self.att(self.norm1(x), mask, rope, cache, self.layer)))
+        if self.linear:
+            h = self.att(self.norm1(x), cache, self.layer, mask)
+        else:
+            h = self.att(self.norm1(x), mask, rope, cache, self.layer)
+        x = x + self.drop_shortcut(self.post_att_norm(h))
         return x + self.drop_shortcut(self.post_ff_norm(self.ff(self.norm2(x))))
 
 
@@ -125,7 +135,13 @@ class DecoderLM(nn.Module):
             ropes["sliding"] = self.sliding_rope(positions, x.dtype)
 
         masks: dict[int | None, torch.Tensor | None] = {}
+        # linear layers see no attention mask, only which of the new tokens are padding (None: none are)
+        linear_padding = self.cfg.linear_attn is not None and not bool(attention_mask.all())
+        padding = attention_mask if linear_padding else None
         for block in self.trf_blocks:
+            if block.linear:
+                x = block(x, padding, None, cache)
+                continue
             window = block.att.sliding_window
             if window not in masks:
                 # plain causal attention needs no explicit mask, which lets SDPA take its fastest path

@@ -30,6 +30,9 @@ class Family:
     # optional hook run on the checkpoint before mapping: (names, get_tensor, config) -> (names, get_tensor);
     # it may check consistency (expert counts) or rewrite tensors (DeepSeek's FP8 block dequantization)
     prepare_checkpoint: Callable[..., tuple[list[str], Callable[[str], Any]]] | None = None
+    # its inverse for export, run on the mapped tensors before they are written: (tensors, config) -> tensors
+    # (Qwen3-Next fuses the projections that prepare_checkpoint split apart back into the checkpoint's layout)
+    finish_export: Callable[..., dict[str, Any]] | None = None
     # the official sizes under exact lower-case names, e.g. {"qwen3-0.6b": ModelConfig(...)}
     configs: Mapping[str, ModelConfig] = field(default_factory=dict)
     model_class: Callable[..., nn.Module] = DecoderLM  # what build_model makes from a config (BERT: EncoderMLM)

@@ -157,6 +157,8 @@ def save_hf_checkpoint(model: nn.Module, directory: str | os.PathLike, *, dtype:
     state = cast_state(state, dtype, fp32_names(model))
     skip = {"lm_head.weight", "cls.predictions.decoder.weight"} if cfg.tie_embeddings else set()
     tensors = convert_to_hf(state, family.save_map, cfg, skip=skip)
+    if family.finish_export is not None:
+        tensors = family.finish_export(tensors, cfg)
     prefixed = {_with_prefix(name, family.save_prefix): t for name, t in tensors.items()}
     hf_config = family.to_hf_config(cfg)
     for extra in extras:

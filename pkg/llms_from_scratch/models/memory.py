@@ -5,7 +5,9 @@ Per token and layer a cache stores:
 * multi-head / grouped-query attention: keys and values of ``n_kv_groups`` heads, ``2 * n_kv_groups * head_dim``
   numbers (MHA is the case ``n_kv_groups = n_heads``, MQA ``n_kv_groups = 1``);
 * multi-head latent attention: one latent and one shared RoPE key, ``kv_lora_rank + qk_rope_head_dim`` numbers;
-* a sliding-window layer stores at most ``sliding_window`` tokens, however long the sequence grows.
+* a sliding-window layer stores at most ``sliding_window`` tokens, however long the sequence grows;
+* a linear-attention layer (gated DeltaNet) keeps a fixed-size state instead: its convolution's last inputs and
+  a float32 memory matrix per value head, whatever the number of tokens.
 """
 
 from __future__ import annotations
@@ -24,10 +26,19 @@ def kv_cache_bytes(cfg: ModelConfig, n_tokens: int, *, batch_size: int = 1, byte
     """Bytes of KV cache for ``n_tokens`` tokens of ``batch_size`` sequences (default 2 bytes: bf16/fp16)."""
     total = 0
     for layer in range(cfg.n_layers):
+        if cfg.is_linear(layer):
+            continue  # a fixed-size state, counted below
         window = cfg.layer_window(layer)
         stored = n_tokens if window is None else min(window, n_tokens)
         total += stored * kv_numbers_per_token(cfg)
-    return total * batch_size * bytes_per_number
+    total *= batch_size * bytes_per_number
+    n_linear = sum(cfg.is_linear(layer) for layer in range(cfg.n_layers))
+    if n_linear:
+        la = cfg.linear_attn
+        conv = (2 * la.n_qk_heads * la.qk_head_dim + la.n_heads * la.v_head_dim) * (la.conv_kernel - 1)
+        recurrent = la.n_heads * la.v_head_dim * la.qk_head_dim  # kept in float32 whatever the model dtype
+        total += n_linear * batch_size * (conv * bytes_per_number + recurrent * 4)
+    return total
 
 
 def parameter_counts(cfg: ModelConfig) -> dict[str, int]:
@@ -43,17 +54,22 @@ def parameter_counts(cfg: ModelConfig) -> dict[str, int]:
     def count(module: torch.nn.Module) -> int:
         return sum(p.numel() for p in module.parameters())
 
-    with torch.device("meta"):
-        dense = TransformerBlock(cfg.replace(moe=None), 0)
-        moe_block = TransformerBlock(cfg, cfg.n_layers - 1) if cfg.moe is not None else None
-    n_moe = 0 if cfg.moe is None else cfg.n_layers - cfg.moe.first_dense_layers
     embeddings = cfg.vocab_size * cfg.emb_dim * (1 if cfg.tie_embeddings else 2) + cfg.emb_dim  # + final norm
     if cfg.learned_pos_emb:
         embeddings += cfg.context_length * cfg.emb_dim
-    total = embeddings + (cfg.n_layers - n_moe) * count(dense)
-    active = total
-    if moe_block is not None:
-        idle = (cfg.moe.n_experts - cfg.moe.n_experts_per_tok) * count(moe_block.ff.experts[0])
-        total += n_moe * count(moe_block)
-        active += n_moe * (count(moe_block) - idle)
+    total = active = embeddings
+    # layers differ only in their kind (linear or softmax attention) and in being dense or MoE: one block of each
+    # kind present is built on the meta device and counted
+    kinds: dict[tuple[bool, bool], tuple[int, int]] = {}
+    for layer in range(cfg.n_layers):
+        is_moe = cfg.moe is not None and layer >= cfg.moe.first_dense_layers
+        kind = (cfg.is_linear(layer), is_moe)
+        if kind not in kinds:
+            with torch.device("meta"):
+                block = TransformerBlock(cfg if is_moe else cfg.replace(moe=None), layer)
+            idle = (cfg.moe.n_experts - cfg.moe.n_experts_per_tok) * count(block.ff.experts[0]) if is_moe else 0
+            kinds[kind] = (count(block), idle)
+        stored, idle = kinds[kind]
+        total += stored
+        active += stored - idle
     return {"total": total, "active": active}

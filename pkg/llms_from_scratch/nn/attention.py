@@ -8,8 +8,9 @@
 
 Options that families switch on: biases on the q/k/v and output projections, RMSNorm on each query and key
 head before RoPE (Qwen3's "QK-norm") or over the whole query and key projections (OLMo 2/3), a sliding window
-(a query sees only the last ``W`` keys), and a softmax scale other than ``1/sqrt(head_dim)`` (Gemma 3's
-``query_pre_attn_scalar``).
+(a query sees only the last ``W`` keys), a softmax scale other than ``1/sqrt(head_dim)`` (Gemma 3's
+``query_pre_attn_scalar``), and an output gate (Qwen3-Next: the query projection also emits a gate per head
+feature, and the attention output is multiplied by its sigmoid before ``out_proj``).
 """
 
 from __future__ import annotations
@@ -72,10 +73,12 @@ class GroupedQueryAttention(nn.Module):
         qk_norm_scope: str = "head",
         qk_norm_unit_offset: bool = False,
         softmax_scale: float | None = None,
+        output_gate: bool = False,
     ) -> None:
         """``qk_norm_scope``: "head" normalizes each head's ``head_dim`` features, "projection" the whole query
         (``n_heads * head_dim``) and key (``n_kv_groups * head_dim``) projections. ``softmax_scale`` multiplies
-        the scores (None: ``head_dim ** -0.5``)."""
+        the scores (None: ``head_dim ** -0.5``). ``output_gate``: ``W_query`` emits ``[query | gate]`` per head
+        (the checkpoint's layout), and the output is ``out_proj(attention * sigmoid(gate))``."""
         super().__init__()
         if n_heads % n_kv_groups:
             raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_groups ({n_kv_groups})")
@@ -86,7 +89,8 @@ class GroupedQueryAttention(nn.Module):
         self.drop_rate = drop_rate
         self.rope_interleaved = rope_interleaved
         self.softmax_scale = softmax_scale  # None: SDPA's own 1/sqrt(head_dim), left to it bit for bit
-        self.W_query = nn.Linear(d_in, n_heads * head_dim, bias=qkv_bias)
+        self.output_gate = output_gate
+        self.W_query = nn.Linear(d_in, n_heads * head_dim * (2 if output_gate else 1), bias=qkv_bias)
         self.W_key = nn.Linear(d_in, n_kv_groups * head_dim, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, n_kv_groups * head_dim, bias=qkv_bias)
         self.out_proj = nn.Linear(n_heads * head_dim, d_in, bias=out_bias)
@@ -116,6 +120,11 @@ class GroupedQueryAttention(nn.Module):
         """
         b, t, _ = x.shape
         q, k, v = self.W_query(x), self.W_key(x), self.W_value(x)
+        gate = None
+        if self.output_gate:
+            # (batch, tokens, heads * 2 * head_dim) -> query and gate, each (batch, tokens, heads * head_dim)
+            q, gate = q.view(b, t, self.n_heads, 2 * self.head_dim).chunk(2, dim=-1)
+            q, gate = q.reshape(b, t, -1), gate.reshape(b, t, -1)
         if self.q_norm is not None and self.qk_norm_scope == "projection":
             q, k = self.q_norm(q), self.k_norm(k)  # over all heads at once, before splitting them
         # (batch, tokens, heads * head_dim) -> (batch, heads, tokens, head_dim)
@@ -135,6 +144,8 @@ class GroupedQueryAttention(nn.Module):
         else:
             out = self._sdpa(q, k, v, mask)
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (batch, tokens, heads*head_dim)
+        if gate is not None:
+            out = out * torch.sigmoid(gate)
         return self.out_proj(out)
 
     def _sdpa(self, q, k, v, mask):

@@ -11,6 +11,9 @@ Two routing schemes cover the families in the zoo:
   experts' outputs come from the unbiased scores (normalized, then multiplied by ``routed_scaling``).
   ``n_shared_experts`` experts (fused into one wider SwiGLU) see every token.
 
+With ``shared_expert_gate`` (Qwen2-MoE, Qwen3-Next) the shared expert's output is scaled per token by
+``sigmoid(w · x)``, a one-output linear gate, before it joins the routed experts' sum.
+
 Expert ``e`` is ``experts[e]``, a plain :class:`~llms_from_scratch.nn.ffn.SwiGLU`, so a checkpoint's
 per-expert tensors map one to one onto modules.
 """
@@ -41,6 +44,7 @@ class MoEConfig:
     n_shared_experts: int = 0
     correction_bias: bool = False  # DeepSeek-V3's e_score_correction_bias (selection only)
     first_dense_layers: int = 0  # the first layers keep a dense SwiGLU (DeepSeek: first_k_dense_replace)
+    shared_expert_gate: bool = False  # scale the shared expert by sigmoid(linear(x)) per token (Qwen3-Next)
 
     def __post_init__(self) -> None:
         problems = []
@@ -59,6 +63,8 @@ class MoEConfig:
                 problems.append(f"topk_groups ({self.topk_groups}) must be in 1..n_groups ({self.n_groups})")
             if self.topk_groups * (self.n_experts // self.n_groups) < self.n_experts_per_tok:
                 problems.append("the kept groups hold fewer experts than n_experts_per_tok")
+        if self.shared_expert_gate and self.n_shared_experts <= 0:
+            problems.append("shared_expert_gate needs a shared expert; set n_shared_experts >= 1")
         if problems:
             raise ValueError("invalid MoE config:\n  - " + "\n  - ".join(problems))
 
@@ -110,6 +116,7 @@ class MoEFeedForward(nn.Module):
             self.correction_bias = None
         shared = cfg.n_shared_experts * cfg.hidden_dim
         self.shared_experts = SwiGLU(emb_dim, shared) if shared else None
+        self.shared_expert_gate = nn.Linear(emb_dim, 1, bias=False) if cfg.shared_expert_gate else None
         self.router_logits: torch.Tensor | None = None
 
     def _apply(self, fn, recurse: bool = True):
@@ -138,7 +145,10 @@ class MoEFeedForward(nn.Module):
             out.index_add_(0, token, y)
         out = out.view(shape)
         if self.shared_experts is not None:
-            out = out + self.shared_experts(x)
+            shared = self.shared_experts(x)
+            if self.shared_expert_gate is not None:
+                shared = torch.sigmoid(self.shared_expert_gate(x)) * shared
+            out = out + shared
         return out
 
 

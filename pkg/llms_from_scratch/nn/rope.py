@@ -111,7 +111,14 @@ class RotaryEmbedding(nn.Module):
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, *, interleaved: bool = False) -> torch.Tensor:
-    """Rotate ``x`` (batch, heads, tokens, head_dim) by the angles in ``cos``/``sin``."""
+    """Rotate ``x`` (batch, heads, tokens, head_dim) by the angles in ``cos``/``sin``.
+
+    ``cos``/``sin`` narrower than ``head_dim`` (partial RoPE, e.g. Qwen3-Next's quarter of each head) rotate the
+    leading features only; the rest pass through and carry no position information.
+    """
+    rot_dim = cos.shape[-1]
+    if rot_dim < x.shape[-1]:
+        return torch.cat((apply_rope(x[..., :rot_dim], cos, sin, interleaved=interleaved), x[..., rot_dim:]), dim=-1)
     if interleaved:
         # (x0, x1), (x2, x3), ... -> gather evens and odds so the split-half formula applies, then restore
         x = torch.stack((x[..., 0::2], x[..., 1::2]), dim=-2).flatten(-2)  # (..., head_dim): [evens | odds]
