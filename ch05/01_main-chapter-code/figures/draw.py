@@ -139,12 +139,89 @@ def top_k() -> Figure:
     return fig
 
 
+def generation() -> Figure:
+    """Text in, text out: the tokenizer, the model and a greedy pick of the most likely token at every position."""
+    fig, ax = canvas(12.0, 3.0)
+    steps = [("input text", "text", "\"every effort moves\""), ("token ids", "ids", "16833  3626  6100"),
+             ("GPT model", "ffn", "chapter 4"), ("logits", "attention", "(1, 3, 50257)"),
+             ("argmax per row", "attention", "most likely id"), ("output text", "text", "one token per position")]
+    for k, (name, color, note) in enumerate(steps):
+        x = 0.15 + k * 2.0
+        box(ax, x, 1.5, 1.7, 0.6, name, color=color, fontsize=9.5)
+        label(ax, x + 0.85, 1.15, note, fontsize=8.5)
+        if k:
+            arrow(ax, (x - 0.28, 1.8), (x - 0.02, 1.8))
+    label(ax, 6.0, 2.6, "the tokenizer turns text into ids and back; the model scores every vocabulary entry "
+          "at every position", fontsize=9.5, color="edge")
+    label(ax, 6.0, 0.45, "the last position's pick is the next token of the text; the earlier positions are "
+          "what training compares with the targets", fontsize=9)
+    return fig
+
+
+def training_loop() -> Figure:
+    """The loop of train_model_simple: epochs, batches, the four update steps, evaluation and a sample."""
+    fig, ax = canvas(12.0, 4.6)
+    box(ax, 0.2, 0.2, 11.6, 4.1, "", color="neutral")
+    label(ax, 0.45, 4.05, "for each epoch (one pass over the training windows)", ha="left", color="edge")
+    box(ax, 0.5, 1.2, 8.0, 2.55, "", color="#ffffff")
+    label(ax, 0.75, 3.5, "for each batch of the training loader", ha="left", color="edge")
+    steps = [("1 reset gradients", "optimizer.zero_grad()"), ("2 loss of the batch", "calc_loss_batch"),
+             ("3 gradients", "loss.backward()"), ("4 update weights", "optimizer.step()")]
+    for k, (name, code) in enumerate(steps):
+        x = 0.75 + k * 1.95
+        box(ax, x, 2.35, 1.7, 0.8, name, color="ffn", fontsize=9)
+        label(ax, x + 0.85, 2.1, code, fontsize=8, family="monospace")
+        if k:
+            arrow(ax, (x - 0.24, 2.75), (x - 0.02, 2.75))
+    box(ax, 0.75, 1.35, 7.5, 0.5, "every eval_freq steps: training and validation loss on eval_iter batches "
+        "(evaluate_model)", color="attention", fontsize=8.5)
+    arrow(ax, (8.2, 2.33), (8.2, 1.87), color="muted")
+    box(ax, 9.0, 1.2, 2.55, 2.55, "after each epoch:\nprint a greedy\nsample of the\nprompt\n"
+        "(generate_and_\nprint_sample)", color="text", fontsize=8.5)
+    arrow(ax, (8.52, 2.45), (8.98, 2.45))
+    label(ax, 6.0, 0.65, "returned: the two loss lists and the tokens seen at each evaluation, for the plot of "
+          "section 5.2", fontsize=9)
+    return fig
+
+
+def gpt2_loading() -> Figure:
+    """Where each tensor of OpenAI's GPT-2 file goes in GPTModel: names, transposes and the split of c_attn."""
+    fig, ax = canvas(12.5, 5.6)
+    label(ax, 2.3, 5.3, "GPT-2 file (124M), block i", color="edge", fontsize=10)
+    label(ax, 9.9, 5.3, "our GPTModel", color="edge", fontsize=10)
+    rows = [
+        ("wte.weight  (50257, 768)", "tok_emb.weight  (50257, 768)", "", "embed"),
+        ("wpe.weight  (1024, 768)", "pos_emb.weight  (1024, 768)", "", "position"),
+        ("h.i.ln_1 / ln_2: .weight, .bias", "trf_blocks[i].norm1 / norm2: .scale, .shift", "", "norm"),
+        ("h.i.attn.c_attn.weight  (768, 2304)", "att.W_query / W_key / W_value\n3 × (768, 768)",
+         "split in 3, transpose", "attention"),
+        ("h.i.attn.c_proj.weight  (768, 768)", "att.out_proj.weight", "transpose", "attention"),
+        ("h.i.mlp.c_fc.weight  (768, 3072)", "ff.layers[0].weight  (3072, 768)", "transpose", "ffn"),
+        ("h.i.mlp.c_proj.weight  (3072, 768)", "ff.layers[2].weight  (768, 3072)", "transpose", "ffn"),
+        ("ln_f.weight / .bias", "final_norm.scale / .shift", "", "norm"),
+        ("wte.weight (the same tensor)", "out_head.weight: tied", "", "embed"),
+    ]
+    for k, (src, dst, how, color) in enumerate(rows):
+        y = 4.6 - k * 0.53
+        box(ax, 0.2, y, 4.2, 0.44, src, color=color, fontsize=8.5, family="monospace")
+        box(ax, 7.6, y, 4.8, 0.44, dst, color=color, fontsize=8.5, family="monospace")
+        arrow(ax, (4.42, y + 0.22), (7.58, y + 0.22), color="accent" if how else "muted")
+        if how:
+            label(ax, 6.0, y + 0.33, how, fontsize=8.5, color="accent")
+    label(ax, 6.25, 0.0 + 0.1, "every name, shape and transpose is checked before anything is copied; the biases "
+          "of split and transposed weights are split but never transposed", fontsize=8.5)
+    return fig
+
+
 FIGURES = {
     "pretraining-overview.svg": overview,
+    "generation.svg": generation,
     "text-to-loss.svg": text_to_loss,
     "train-val-split.svg": train_val_split,
+    "training-loop.svg": training_loop,
     "temperature.svg": temperature,
     "top-k.svg": top_k,
+    "gpt2-loading.svg": gpt2_loading,
 }
 
 if __name__ == "__main__":
