@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn as nn
 
 from ..ch04 import GPTModel
 from ..files import atomic_path
 from ..training.checkpoints import load_model_state_dict, read_checkpoint, save_checkpoint
 from .addition import (
     AdditionTokenizer,
+    Problem,
     addition_split,
     correct_counts,
     evaluate_addition,
@@ -88,23 +91,15 @@ def run_addition_grpo(out_dir: str | Path, recipe: AdditionRecipe | None = None,
     has no ``after`` metrics.
     """
     recipe = recipe or AdditionRecipe()
-    out_dir = Path(out_dir)
-    grpo_path = out_dir / GRPO_NAME
-    if not resume and grpo_path.exists():
-        raise FileExistsError(f"{grpo_path} exists; continue it with resume (--resume) or use another output folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir, grpo_path = start_run(out_dir, GRPO_NAME, resume)
     tokenizer = AdditionTokenizer()
     split = addition_split(recipe.num_test, recipe.num_val, seed=recipe.seed)
     policy, sft = load_or_train_sft(recipe, tokenizer, split, out_dir, resume)
     reference = copy.deepcopy(policy)
-
-    def validation(model) -> dict[str, float]:
-        return {"val_greedy_pass@1": sum(correct_counts(model, tokenizer, split.val)) / len(split.val)}
-
     history = train_grpo(policy, reference, [tokenizer.encode(prompt_text(p)) for p in split.train],
                          exact_match_reward(tokenizer, split.train), recipe.grpo,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         evaluate=validation, checkpoint_path=grpo_path, resume=resume and grpo_path.exists(),
+                         evaluate=validation_accuracy(tokenizer, split.val), checkpoint_path=grpo_path, resume=resume and grpo_path.exists(),
                          stop_at_step=stop_at_step, progress=progress)
     results: dict[str, Any] = {"recipe": asdict(recipe), "sft_steps": sft["steps"], "before": sft["test"],
                                "history": history, "checkpoint": str(grpo_path)}
@@ -112,10 +107,33 @@ def run_addition_grpo(out_dir: str | Path, recipe: AdditionRecipe | None = None,
         return results  # stopped early: resume to finish
     results["after"] = evaluate_addition(policy, tokenizer, split.test, num_samples=recipe.eval_samples,
                                          seed=recipe.seed)
-    with atomic_path(out_dir / RESULTS_NAME) as tmp:
-        tmp.write_text(json.dumps(results, indent=2))
+    write_results(out_dir / RESULTS_NAME, results)
     results["plot"] = plot_grpo_run(history, sft["test"], results["after"], out_dir / PLOT_NAME)
     return results
+
+
+def start_run(out_dir: str | Path, checkpoint_name: str, resume: bool) -> tuple[Path, Path]:
+    """The output folder (created) and the RL checkpoint's path in it. Without ``resume`` an existing checkpoint
+    is an error, so a finished run is never overwritten by accident."""
+    out_dir = Path(out_dir)
+    path = out_dir / checkpoint_name
+    if not resume and path.exists():
+        raise FileExistsError(f"{path} exists; continue it with resume (--resume) or use another output folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return out_dir, path
+
+
+def validation_accuracy(tokenizer: AdditionTokenizer, problems: list[Problem]) -> Callable[[nn.Module], dict]:
+    """The evaluation both recipes log during training: greedy exact-match accuracy on ``problems``."""
+    def evaluate(model: nn.Module) -> dict[str, float]:
+        return {"val_greedy_pass@1": sum(correct_counts(model, tokenizer, problems)) / len(problems)}
+
+    return evaluate
+
+
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(results, indent=2))
 
 
 def moving_average(values: list[float], window: int) -> list[float]:
@@ -148,16 +166,26 @@ def plot_grpo_run(history: dict[str, Any], before: dict[str, float], after: dict
     ax_reward.set_ylim(0, 1.02)
     ax_reward.legend(fontsize=8, loc="lower right")
     ax_reward.set_title("Training reward")
+    return finish_recipe_plot(fig, ax_val, ax_pass, history, before, after, "GRPO", path)
+
+
+def finish_recipe_plot(fig, ax_val, ax_pass, history: dict[str, Any], before: dict[str, float],
+                       after: dict[str, float], algorithm: str, path: str | Path | None):
+    """The panels both recipes' plots share, drawn into ``ax_val`` and ``ax_pass``: validation accuracy per step,
+    and the test pass rates after SFT and after ``algorithm``. Returns ``fig``, or the path it was saved to."""
+    import matplotlib.pyplot as plt
+
     for key, values in history["eval"].items():
         ax_val.plot(history["eval_step"], values, "o-", ms=3, label=key)
-    ax_val.set_xlabel("GRPO step")
+    ax_val.set_xlabel(f"{algorithm} step")
     ax_val.set_ylim(0, 1.02)
     ax_val.legend(fontsize=8, loc="lower right")
     ax_val.set_title("Validation accuracy")
     keys = list(before)
     x = range(len(keys))
     ax_pass.bar([i - 0.2 for i in x], [before[k] for k in keys], width=0.4, label="after SFT", color="#9bbbd9")
-    ax_pass.bar([i + 0.2 for i in x], [after[k] for k in keys], width=0.4, label="after GRPO", color="#1f5f99")
+    ax_pass.bar([i + 0.2 for i in x], [after[k] for k in keys], width=0.4, label=f"after {algorithm}",
+                color="#1f5f99")
     for i, k in enumerate(keys):
         ax_pass.text(i - 0.2, before[k] + 0.01, f"{before[k]:.2f}", ha="center", fontsize=8)
         ax_pass.text(i + 0.2, after[k] + 0.01, f"{after[k]:.2f}", ha="center", fontsize=8)

@@ -21,21 +21,19 @@ completions times ``max_new_tokens``.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from ..training.checkpoints import CheckpointError, load_model_state_dict, read_checkpoint, save_checkpoint
 from .logprobs import KL_ESTIMATORS, completion_logprobs, kl_estimate, masked_mean
+from .rl_loop import EvaluateFn, RLSession, step_generator
 from .rollouts import Rollouts, sample_completions
 
 RewardFn = Callable[[int, list[int]], float]  # (prompt index, completion tokens) -> reward
-EvaluateFn = Callable[[nn.Module], dict[str, float]]
 
 
 def group_advantages(rewards: torch.Tensor, scale_by_std: bool = True, eps: float = 1e-4) -> torch.Tensor:
@@ -135,14 +133,6 @@ class GRPOConfig:
             raise ValueError(f"beta must be >= 0 and clip_eps > 0, got beta={self.beta}, clip_eps={self.clip_eps}")
 
 
-def step_generator(seed: int, step: int, stream: int, device: torch.device) -> torch.Generator:
-    """A random stream fixed by (seed, step, stream): the prompts (stream 0) and the samples (stream 1) of a step
-    do not depend on what ran before, so a resumed run draws exactly what an uninterrupted one draws."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed((seed * 1_000_003 + step) * 2 + stream)
-    return generator
-
-
 def grpo_step(policy: nn.Module, reference: nn.Module | None, optimizer: torch.optim.Optimizer,
               prompts: Sequence[Sequence[int]], prompt_indices: Sequence[int], reward_fn: RewardFn,
               config: GRPOConfig, *, eos_token_id: int, pad_token_id: int,
@@ -189,35 +179,6 @@ def grpo_step(policy: nn.Module, reference: nn.Module | None, optimizer: torch.o
 STEP_KEYS = ("reward", "zero_variance", "loss", "kl", "clip_fraction", "completion_length", "ended")
 
 
-def _new_history() -> dict[str, Any]:
-    history: dict[str, Any] = {"step": [], "eval_step": [], "eval": {}, "seconds": 0.0}
-    history.update({key: [] for key in STEP_KEYS})
-    return history
-
-
-def _resume(path: Path, policy: nn.Module, optimizer: torch.optim.Optimizer, config: GRPOConfig
-            ) -> tuple[int, dict[str, Any]]:
-    ckpt = read_checkpoint(path, map_location="cpu", require_checksum=True)
-    if not isinstance(ckpt, dict) or not {"model", "optimizer", "step", "history", "config"} <= ckpt.keys():
-        raise CheckpointError(f"{path} is not a GRPO checkpoint; start without resume or use another path")
-    saved = {k: v for k, v in ckpt["config"].items() if k != "steps"}
-    current = {k: v for k, v in asdict(config).items() if k != "steps"}
-    changed = sorted(k for k in current if saved.get(k) != current[k])
-    if changed:
-        raise CheckpointError(f"{path} was trained with other settings ({', '.join(changed)}); resume with the same "
-                              "settings or start a new run")
-    load_model_state_dict(policy, ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    return ckpt["step"], ckpt["history"]
-
-
-def record_eval(history: dict[str, Any], step: int, metrics: dict[str, float]) -> None:
-    """Append ``metrics`` measured at ``step`` to ``history["eval"]`` (one list per metric)."""
-    history["eval_step"].append(step)
-    for key, value in metrics.items():
-        history["eval"].setdefault(key, []).append(float(value))
-
-
 def train_grpo(policy: nn.Module, reference: nn.Module | None, prompts: Sequence[Sequence[int]],
                reward_fn: RewardFn, config: GRPOConfig, *, eos_token_id: int, pad_token_id: int,
                evaluate: EvaluateFn | None = None, checkpoint_path: str | Path | None = None, resume: bool = False,
@@ -232,8 +193,6 @@ def train_grpo(policy: nn.Module, reference: nn.Module | None, prompts: Sequence
     that file; because every step's random draws depend only on (seed, step), the resumed run matches an
     uninterrupted one. ``stop_at_step`` ends this session early (save, then resume later).
     """
-    from tqdm import tqdm
-
     if config.beta > 0 and reference is None:
         raise ValueError("beta > 0 needs a reference model; pass a frozen copy of the starting policy")
     if config.prompts_per_step > len(prompts):
@@ -242,46 +201,16 @@ def train_grpo(policy: nn.Module, reference: nn.Module | None, prompts: Sequence
         reference.eval()
         reference.requires_grad_(False)
     device = next(policy.parameters()).device
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    path = Path(checkpoint_path) if checkpoint_path is not None else None
-    step, history = 0, _new_history()
-    if resume:
-        if path is None:
-            raise ValueError("resume=True needs the checkpoint_path to resume from")
-        step, history = _resume(path, policy, optimizer, config)
-    elif evaluate is not None:
-        record_eval(history, 0, evaluate(policy))
+    session = RLSession(policy, config, "grpo", STEP_KEYS, checkpoint_path=checkpoint_path, resume=resume,
+                        evaluate=evaluate)
 
-    def save() -> None:
-        if path is not None:
-            save_checkpoint(path, policy, optimizer, step=step, history=history, config=asdict(config))
-
-    end = config.steps if stop_at_step is None else min(stop_at_step, config.steps)
-    bar = tqdm(total=config.steps, initial=step, desc="GRPO", unit="step", disable=not progress)
-    start = time.perf_counter()
-    seconds_before = history["seconds"]
-    while step < end:
-        generator = step_generator(config.seed, step, 1, device)
+    def one_step(step: int) -> dict[str, float]:
         order = torch.randperm(len(prompts), generator=step_generator(config.seed, step, 0, torch.device("cpu")))
-        indices = order[:config.prompts_per_step].tolist()
-        for group in optimizer.param_groups:
+        for group in session.optimizer.param_groups:
             group["lr"] = config.learning_rate * min(1.0, (step + 1) / (config.warmup_steps + 1))
-        stats = grpo_step(policy, reference, optimizer, prompts, indices, reward_fn, config,
-                          eos_token_id=eos_token_id, pad_token_id=pad_token_id, generator=generator)
-        step += 1
-        history["step"].append(step)
-        for key in STEP_KEYS:
-            history[key].append(stats[key])
-        bar.set_postfix(reward=f"{stats['reward']:.3f}", zero_var=f"{stats['zero_variance']:.2f}")
-        bar.update(1)
-        if step % config.eval_interval == 0 or step == end:
-            history["seconds"] = seconds_before + time.perf_counter() - start
-            if evaluate is not None:
-                record_eval(history, step, evaluate(policy))
-                if progress:
-                    summary = ", ".join(f"{k} {v[-1]:.3f}" for k, v in history["eval"].items())
-                    bar.write(f"step {step}/{config.steps}: reward {stats['reward']:.3f}, {summary}")
-            save()
-    bar.close()
-    return history
+        return grpo_step(policy, reference, session.optimizer, prompts, order[:config.prompts_per_step].tolist(),
+                         reward_fn, config, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+                         generator=step_generator(config.seed, step, 1, device))
+
+    return session.run(one_step, ("reward", "zero_variance"), stop_at_step=stop_at_step, progress=progress)
 

@@ -17,9 +17,8 @@ reads) to one number per token, so the policy and the critic share one network, 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..training.checkpoints import CheckpointError, load_model_state_dict, read_checkpoint, save_checkpoint
-from .grpo import RewardFn, clipped_objective, record_eval, step_generator
+from .grpo import RewardFn, clipped_objective
 from .logprobs import KL_ESTIMATORS, completion_logprobs, kl_estimate, masked_mean
+from .rl_loop import EvaluateFn, RLSession, step_generator
 from .rollouts import Rollouts, sample_completions
 from .sequences import last_real_index
-
-EvaluateFn = Callable[[nn.Module], dict[str, float]]
 
 
 # ----------------------------------------------------------------------------------------------- the model
@@ -300,29 +297,6 @@ STEP_KEYS = ("reward", "kl", "policy_loss", "value_loss", "clip_fraction", "valu
 
 
 # ----------------------------------------------------------------------------------------------- training loop
-def _new_history() -> dict[str, Any]:
-    history: dict[str, Any] = {"step": [], "eval_step": [], "eval": {}, "seconds": 0.0}
-    history.update({key: [] for key in STEP_KEYS})
-    return history
-
-
-def _resume(path: Path, policy: nn.Module, optimizer: torch.optim.Optimizer, config: PPOConfig
-            ) -> tuple[int, dict[str, Any]]:
-    ckpt = read_checkpoint(path, map_location="cpu", require_checksum=True)
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != "ppo" or not {"model", "optimizer", "step", "history",
-                                                                        "config"} <= ckpt.keys():
-        raise CheckpointError(f"{path} is not a PPO checkpoint; start without resume or use another path")
-    saved = {k: v for k, v in ckpt["config"].items() if k != "steps"}
-    current = {k: v for k, v in asdict(config).items() if k != "steps"}
-    changed = sorted(k for k in current if saved.get(k) != current[k])
-    if changed:
-        raise CheckpointError(f"{path} was trained with other settings ({', '.join(changed)}); resume with the same "
-                              "settings or start a new run")
-    load_model_state_dict(policy, ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    return ckpt["step"], ckpt["history"]
-
-
 def train_ppo(policy: PolicyWithValueHead, reference: nn.Module, prompts: Sequence[Sequence[int]],
               reward_fn: RewardFn, config: PPOConfig, *, eos_token_id: int, pad_token_id: int,
               evaluate: EvaluateFn | None = None, checkpoint_path: str | Path | None = None, resume: bool = False,
@@ -337,8 +311,6 @@ def train_ppo(policy: PolicyWithValueHead, reference: nn.Module, prompts: Sequen
     file; every step's random draws depend only on (seed, step), so the resumed run matches an uninterrupted one.
     ``stop_at_step`` ends this session early (save, then resume later).
     """
-    from tqdm import tqdm
-
     if not isinstance(policy, PolicyWithValueHead):
         raise TypeError("train_ppo needs a PolicyWithValueHead; wrap the decoder: PolicyWithValueHead(model)")
     if config.prompts_per_step > len(prompts):
@@ -349,45 +321,15 @@ def train_ppo(policy: PolicyWithValueHead, reference: nn.Module, prompts: Sequen
     reference.eval()
     reference.requires_grad_(False)
     device = next(policy.parameters()).device
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    path = Path(checkpoint_path) if checkpoint_path is not None else None
-    step, history = 0, _new_history()
-    if resume:
-        if path is None:
-            raise ValueError("resume=True needs the checkpoint_path to resume from")
-        step, history = _resume(path, policy, optimizer, config)
-    elif evaluate is not None:
-        record_eval(history, 0, evaluate(policy))
+    session = RLSession(policy, config, "ppo", STEP_KEYS, checkpoint_path=checkpoint_path, resume=resume,
+                        evaluate=evaluate)
 
-    def save() -> None:
-        if path is not None:
-            save_checkpoint(path, policy, optimizer, step=step, history=history, config=asdict(config), kind="ppo")
-
-    end = config.steps if stop_at_step is None else min(stop_at_step, config.steps)
-    bar = tqdm(total=config.steps, initial=step, desc="PPO", unit="step", disable=not progress)
-    start = time.perf_counter()
-    seconds_before = history["seconds"]
-    while step < end:
+    def one_step(step: int) -> dict[str, float]:
         cpu = torch.device("cpu")
         order = torch.randperm(len(prompts), generator=step_generator(config.seed, step, 0, cpu))
-        stats = ppo_step(policy, reference, optimizer, prompts, order[:config.prompts_per_step].tolist(), reward_fn,
-                         config, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-                         generator=step_generator(config.seed, step, 1, device),
-                         shuffle_generator=step_generator(config.seed + 1, step, 0, cpu))
-        step += 1
-        history["step"].append(step)
-        for key in STEP_KEYS:
-            history[key].append(stats[key])
-        bar.set_postfix(reward=f"{stats['reward']:.3f}", kl=f"{stats['kl']:.3f}")
-        bar.update(1)
-        if step % config.eval_interval == 0 or step == end:
-            history["seconds"] = seconds_before + time.perf_counter() - start
-            if evaluate is not None:
-                record_eval(history, step, evaluate(policy))
-                if progress:
-                    summary = ", ".join(f"{k} {v[-1]:.3f}" for k, v in history["eval"].items())
-                    bar.write(f"step {step}/{config.steps}: reward {stats['reward']:.3f}, kl {stats['kl']:.3f}, "
-                              f"{summary}")
-            save()
-    bar.close()
-    return history
+        return ppo_step(policy, reference, session.optimizer, prompts, order[:config.prompts_per_step].tolist(),
+                        reward_fn, config, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
+                        generator=step_generator(config.seed, step, 1, device),
+                        shuffle_generator=step_generator(config.seed + 1, step, 0, cpu))
+
+    return session.run(one_step, ("reward", "kl"), stop_at_step=stop_at_step, progress=progress)

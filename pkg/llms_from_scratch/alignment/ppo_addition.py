@@ -11,24 +11,29 @@
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch.nn as nn
 
-from ..files import atomic_path
 from .addition import (
     AdditionTokenizer,
     Problem,
     addition_split,
-    correct_counts,
     evaluate_addition,
     exact_match_reward,
     prompt_text,
 )
-from .addition_recipe import AdditionRecipe, load_or_train_sft, moving_average
+from .addition_recipe import (
+    AdditionRecipe,
+    finish_recipe_plot,
+    load_or_train_sft,
+    moving_average,
+    start_run,
+    validation_accuracy,
+    write_results,
+)
 from .ppo import PolicyWithValueHead, PPOConfig, train_ppo
 from .rollouts import sample_completions
 
@@ -82,11 +87,7 @@ def run_addition_ppo(out_dir: str | Path, recipe: PPOAdditionRecipe | None = Non
     no ``after`` metrics.
     """
     recipe = recipe or PPOAdditionRecipe()
-    out_dir = Path(out_dir)
-    ppo_path = out_dir / PPO_NAME
-    if not resume and ppo_path.exists():
-        raise FileExistsError(f"{ppo_path} exists; continue it with resume (--resume) or use another output folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir, ppo_path = start_run(out_dir, PPO_NAME, resume)
     tokenizer = AdditionTokenizer()
     split = addition_split(recipe.num_test, recipe.num_val, seed=recipe.seed)
     model, sft = load_or_train_sft(recipe.sft_recipe(), tokenizer, split, out_dir, resume)
@@ -94,14 +95,10 @@ def run_addition_ppo(out_dir: str | Path, recipe: PPOAdditionRecipe | None = Non
     shown = split.test[:recipe.num_shown]
     samples_before = greedy_samples(model, tokenizer, shown)
     policy = PolicyWithValueHead(model)
-
-    def validation(m: nn.Module) -> dict[str, float]:
-        return {"val_greedy_pass@1": sum(correct_counts(m, tokenizer, split.val)) / len(split.val)}
-
     history = train_ppo(policy, reference, [tokenizer.encode(prompt_text(p)) for p in split.train],
                         exact_match_reward(tokenizer, split.train), recipe.ppo,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                        evaluate=validation, checkpoint_path=ppo_path, resume=resume and ppo_path.exists(),
+                        evaluate=validation_accuracy(tokenizer, split.val), checkpoint_path=ppo_path, resume=resume and ppo_path.exists(),
                         stop_at_step=stop_at_step, progress=progress)
     results: dict[str, Any] = {"recipe": asdict(recipe), "sft_steps": sft["steps"], "before": sft["test"],
                                "samples_before": samples_before, "history": history, "checkpoint": str(ppo_path)}
@@ -110,8 +107,7 @@ def run_addition_ppo(out_dir: str | Path, recipe: PPOAdditionRecipe | None = Non
     results["after"] = evaluate_addition(model, tokenizer, split.test, num_samples=recipe.eval_samples,
                                          seed=recipe.seed)
     results["samples_after"] = greedy_samples(model, tokenizer, shown)
-    with atomic_path(out_dir / RESULTS_NAME) as tmp:
-        tmp.write_text(json.dumps(results, indent=2))
+    write_results(out_dir / RESULTS_NAME, results)
     results["plot"] = plot_ppo_run(history, sft["test"], results["after"], out_dir / PLOT_NAME)
     return results
 
@@ -138,26 +134,4 @@ def plot_ppo_run(history: dict[str, Any], before: dict[str, float], after: dict[
     lines = ax_reward.get_legend_handles_labels()
     kl_lines = ax_kl.get_legend_handles_labels()
     ax_reward.legend(lines[0] + kl_lines[0], lines[1] + kl_lines[1], fontsize=8, loc="lower right")
-    for key, values in history["eval"].items():
-        ax_val.plot(history["eval_step"], values, "o-", ms=3, label=key)
-    ax_val.set_xlabel("PPO step")
-    ax_val.set_ylim(0, 1.02)
-    ax_val.legend(fontsize=8, loc="lower right")
-    ax_val.set_title("Validation accuracy")
-    keys = list(before)
-    x = range(len(keys))
-    ax_pass.bar([i - 0.2 for i in x], [before[k] for k in keys], width=0.4, label="after SFT", color="#9bbbd9")
-    ax_pass.bar([i + 0.2 for i in x], [after[k] for k in keys], width=0.4, label="after PPO", color="#1f5f99")
-    for i, k in enumerate(keys):
-        ax_pass.text(i - 0.2, before[k] + 0.01, f"{before[k]:.2f}", ha="center", fontsize=8)
-        ax_pass.text(i + 0.2, after[k] + 0.01, f"{after[k]:.2f}", ha="center", fontsize=8)
-    ax_pass.set_xticks(list(x), [k.replace("_", " ") for k in keys], fontsize=8)
-    ax_pass.set_ylim(0, 1.1)
-    ax_pass.legend(fontsize=8, loc="lower right")
-    ax_pass.set_title("Held-out test problems")
-    fig.tight_layout()
-    if path is None:
-        return fig
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return finish_recipe_plot(fig, ax_val, ax_pass, history, before, after, "PPO", path)
