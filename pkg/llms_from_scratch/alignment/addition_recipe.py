@@ -99,7 +99,8 @@ def run_addition_grpo(out_dir: str | Path, recipe: AdditionRecipe | None = None,
     history = train_grpo(policy, reference, [tokenizer.encode(prompt_text(p)) for p in split.train],
                          exact_match_reward(tokenizer, split.train), recipe.grpo,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         evaluate=validation_accuracy(tokenizer, split.val), checkpoint_path=grpo_path, resume=resume and grpo_path.exists(),
+                         evaluate=validation_accuracy(tokenizer, split.val), checkpoint_path=grpo_path,
+                         resume=resume and grpo_path.exists(),
                          stop_at_step=stop_at_step, progress=progress)
     results: dict[str, Any] = {"recipe": asdict(recipe), "sft_steps": sft["steps"], "before": sft["test"],
                                "history": history, "checkpoint": str(grpo_path)}

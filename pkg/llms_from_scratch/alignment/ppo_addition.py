@@ -98,7 +98,8 @@ def run_addition_ppo(out_dir: str | Path, recipe: PPOAdditionRecipe | None = Non
     history = train_ppo(policy, reference, [tokenizer.encode(prompt_text(p)) for p in split.train],
                         exact_match_reward(tokenizer, split.train), recipe.ppo,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                        evaluate=validation_accuracy(tokenizer, split.val), checkpoint_path=ppo_path, resume=resume and ppo_path.exists(),
+                        evaluate=validation_accuracy(tokenizer, split.val), checkpoint_path=ppo_path,
+                        resume=resume and ppo_path.exists(),
                         stop_at_step=stop_at_step, progress=progress)
     results: dict[str, Any] = {"recipe": asdict(recipe), "sft_steps": sft["steps"], "before": sft["test"],
                                "samples_before": samples_before, "history": history, "checkpoint": str(ppo_path)}

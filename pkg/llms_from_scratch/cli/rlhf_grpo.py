@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
-from .errors import UsageError, positive_float, positive_int, random_seed
+from ._addition_args import add_addition_arguments, addition_recipe_fields, print_summary
+from .errors import UsageError, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -27,15 +26,7 @@ def register(subparsers) -> None:
                         help="optimizer steps on each batch of rollouts (later ones are clipped)")
     parser.add_argument("--dr-grpo", action="store_true", help="Dr. GRPO: no length or std normalisation")
     parser.add_argument("--eval-interval", type=positive_int, default=25, help="steps between evaluations and saves")
-    parser.add_argument("--sft-target", type=positive_float, default=0.5,
-                        help="stop SFT once this share of the validation problems is solved (greedy)")
-    parser.add_argument("--sft-max-steps", type=positive_int, default=1000)
-    parser.add_argument("--emb-dim", type=positive_int, default=96)
-    parser.add_argument("--n-layers", type=positive_int, default=3)
-    parser.add_argument("--num-test", type=positive_int, default=500, help="held-out test problems")
-    parser.add_argument("--eval-samples", type=positive_int, default=8, help="samples per test problem for pass@k")
-    parser.add_argument("--seed", type=random_seed, default=123)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_addition_arguments(parser)
     parser.set_defaults(func=_run)
 
 
@@ -44,8 +35,7 @@ def _run(args) -> int:
 
     from ..alignment.addition_recipe import AdditionRecipe, default_grpo_config, run_addition_grpo
 
-    if args.sft_target > 1:
-        raise UsageError("--sft-target is a share of problems solved: give a number up to 1")
+    fields = addition_recipe_fields(args)
     if args.beta < 0:
         raise UsageError("--beta must be >= 0")
     defaults = default_grpo_config()
@@ -53,14 +43,8 @@ def _run(args) -> int:
                    learning_rate=args.lr if args.lr is not None else defaults.learning_rate, beta=args.beta,
                    clip_eps=args.clip_eps, dr_grpo=args.dr_grpo, updates_per_batch=args.updates_per_batch,
                    eval_interval=args.eval_interval, seed=args.seed)  # replace() checks the settings again
-    recipe = AdditionRecipe(sft_target=args.sft_target, sft_max_steps=args.sft_max_steps, emb_dim=args.emb_dim,
-                            n_layers=args.n_layers, num_test=args.num_test, eval_samples=args.eval_samples,
-                            seed=args.seed, grpo=grpo)
+    recipe = AdditionRecipe(**fields, grpo=grpo)
     results = run_addition_grpo(args.out, recipe, resume=args.resume, stop_at_step=args.stop_at_step,
                                 progress=not args.quiet)
-    summary = {key: results[key] for key in ("sft_steps", "before", "after", "checkpoint", "plot") if key in results}
-    summary["plot"] = str(summary.get("plot", ""))
-    if "after" not in results:
-        summary["note"] = f"stopped at step {results['history']['step'][-1]}; continue with --resume"
-    print(json.dumps(summary, indent=2))
+    print_summary(results, ("sft_steps", "before", "after", "checkpoint", "plot"))
     return 0

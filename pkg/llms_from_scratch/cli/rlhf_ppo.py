@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
-from .errors import UsageError, positive_float, positive_int, random_seed
+from ._addition_args import add_addition_arguments, addition_recipe_fields, print_summary
+from .errors import UsageError, positive_float, positive_int
 
 
 def register(subparsers) -> None:
@@ -35,15 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--no-eos-penalty", type=float, default=1.0,
                         help="subtracted from the reward of an answer without the end token")
     parser.add_argument("--eval-interval", type=positive_int, default=10, help="steps between evaluations and saves")
-    parser.add_argument("--sft-target", type=positive_float, default=0.5,
-                        help="stop SFT once this share of the validation problems is solved (greedy)")
-    parser.add_argument("--sft-max-steps", type=positive_int, default=1000)
-    parser.add_argument("--emb-dim", type=positive_int, default=96)
-    parser.add_argument("--n-layers", type=positive_int, default=3)
-    parser.add_argument("--num-test", type=positive_int, default=500, help="held-out test problems")
-    parser.add_argument("--eval-samples", type=positive_int, default=8, help="samples per test problem for pass@k")
-    parser.add_argument("--seed", type=random_seed, default=123)
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_addition_arguments(parser)
     parser.set_defaults(func=_run)
 
 
@@ -52,8 +43,7 @@ def _run(args) -> int:
 
     from ..alignment.ppo_addition import PPOAdditionRecipe, default_ppo_config, run_addition_ppo
 
-    if args.sft_target > 1:
-        raise UsageError("--sft-target is a share of problems solved: give a number up to 1")
+    fields = addition_recipe_fields(args)
     if (args.beta is not None and args.beta < 0) or args.entropy_coef < 0 or args.no_eos_penalty < 0:
         raise UsageError("--beta, --entropy-coef and --no-eos-penalty must be >= 0")
     defaults = default_ppo_config()
@@ -65,15 +55,9 @@ def _run(args) -> int:
                   gamma=args.gamma, lam=args.lam, whiten_rewards=args.whiten_rewards,
                   no_eos_penalty=args.no_eos_penalty, eval_interval=args.eval_interval,
                   seed=args.seed)  # replace() checks the settings again
-    recipe = PPOAdditionRecipe(sft_target=args.sft_target, sft_max_steps=args.sft_max_steps, emb_dim=args.emb_dim,
-                               n_layers=args.n_layers, num_test=args.num_test, eval_samples=args.eval_samples,
-                               seed=args.seed, ppo=ppo)
+    recipe = PPOAdditionRecipe(**fields, ppo=ppo)
     results = run_addition_ppo(args.out, recipe, resume=args.resume, stop_at_step=args.stop_at_step,
                                progress=not args.quiet)
     keys = ("sft_steps", "before", "after", "samples_before", "samples_after", "checkpoint", "plot")
-    summary = {key: results[key] for key in keys if key in results}
-    summary["plot"] = str(summary.get("plot", ""))
-    if "after" not in results:
-        summary["note"] = f"stopped at step {results['history']['step'][-1]}; continue with --resume"
-    print(json.dumps(summary, indent=2))
+    print_summary(results, keys)
     return 0
