@@ -80,8 +80,82 @@ def last_token() -> Figure:
     return fig
 
 
+def categories() -> Figure:
+    """Instruction fine-tuning answers free-form requests; classification fine-tuning picks one of a fixed set."""
+    fig, ax = canvas(11.0, 4.6)
+    rows = [
+        (2.6, "Instruction fine-tuning (chapter 7)",
+         "Is this text spam? Answer yes or no:\n'You won $1000, call now'", "text",
+         "'Yes.'  (any text; the answer\nhas to be read and parsed)"),
+        (0.4, "Classification fine-tuning (this chapter)",
+         "'You won $1000, call now'", "text",
+         "spam   (one of a fixed set\nof labels: spam, not spam)"),
+    ]
+    for y, title, prompt, color, answer in rows:
+        label(ax, 0.2, y + 1.55, title, ha="left", fontsize=11, color="edge")
+        box(ax, 0.2, y, 3.9, 1.2, prompt, color=color, fontsize=9)
+        box(ax, 4.7, y + 0.2, 1.8, 0.8, "fine-tuned\nGPT", color="ffn", fontsize=10)
+        box(ax, 7.1, y, 3.7, 1.2, answer, color="embed", fontsize=9)
+        arrow(ax, (4.12, y + 0.6), (4.68, y + 0.6))
+        arrow(ax, (6.52, y + 0.6), (7.08, y + 0.6))
+    return fig
+
+
+def padding() -> Figure:
+    """Messages of different lengths become one rectangular batch: truncate to max_length, pad with id 50256."""
+    fig, ax = canvas(11.0, 4.2)
+    messages = [("'Ok lar... Joking wif u oni...'", [18690, 26371, 986, 449, 5730, 266, 361, 334, 319, 72, 986]),
+                ("'Free entry in 2 a wkly comp'", [11146, 5726, 287, 362, 257, 266, 74, 306, 552]),
+                ("'Hi'", [17250])]
+    cell, x0, width = 0.62, 4.2, 10
+    label(ax, 0.2, 3.85, "message", ha="left", fontsize=10, color="edge")
+    label(ax, x0, 3.85, "token ids, padded to max_length (here 10; 120 for the training set)", ha="left",
+          fontsize=10, color="edge")
+    for r, (text, ids) in enumerate(messages):
+        y = 2.9 - r * 0.85
+        label(ax, 0.2, y + cell / 2, text, ha="left", fontsize=9)
+        if len(ids) > width:  # the cut-off tail, crossed out
+            label(ax, x0 + width * cell + 0.1, y + cell / 2, f"+{len(ids) - width} cut", ha="left", fontsize=8,
+                  color="accent")
+        for k in range(width):
+            real = k < len(ids)
+            box(ax, x0 + k * cell, y, cell - 0.04, cell - 0.04, str(ids[k]) if real else "50256",
+                color="ids" if real else "neutral", fontsize=7)
+    last = x0 + (width - 1) * cell
+    ax.add_patch(Rectangle((last - 0.03, 1.15 - 0.03), cell + 0.02, 2 * 0.85 + cell + 0.02, fill=False,
+                           edgecolor=COLORS["accent"], linewidth=1.8))
+    label(ax, x0 + width * cell / 2, 0.75, "grey: <|endoftext|> padding; red frame: the last position, whose output "
+          "the classifier reads", fontsize=9)
+    label(ax, x0 + width * cell / 2, 0.35, "stacked, the rows form one (batch_size, max_length) tensor of token ids",
+          fontsize=9)
+    return fig
+
+
+def scores_to_label() -> Figure:
+    """From the last token's two scores to a predicted class (accuracy) and to a training signal (cross-entropy)."""
+    fig, ax = canvas(11.0, 3.6)
+    box(ax, 0.2, 1.4, 2.2, 0.8, "outputs[:, -1, :]\n[-3.6, 3.9]", color="embed", fontsize=9)
+    box(ax, 3.2, 2.3, 2.2, 0.8, "softmax\n[0.001, 0.999]", color="attention", fontsize=9)
+    box(ax, 6.2, 2.3, 2.0, 0.8, "argmax → 1\n(spam)", color="ffn", fontsize=9)
+    box(ax, 8.9, 2.3, 1.9, 0.8, "correct?\ncount → accuracy", color="neutral", fontsize=9)
+    box(ax, 3.2, 0.4, 5.0, 0.8, "cross-entropy with the label 1 (spam)\n= -log 0.999 ≈ 0.001", color="attention",
+        fontsize=9)
+    box(ax, 8.9, 0.4, 1.9, 0.8, "loss → backward\n→ optimizer", color="neutral", fontsize=9)
+    arrow(ax, (2.42, 1.95), (3.18, 2.6))
+    arrow(ax, (2.42, 1.65), (3.18, 0.9))
+    arrow(ax, (5.42, 2.7), (6.18, 2.7))
+    arrow(ax, (8.22, 2.7), (8.88, 2.7))
+    arrow(ax, (8.22, 0.8), (8.88, 0.8))
+    label(ax, 7.2, 3.35, "measured: accuracy (not differentiable)", fontsize=9, color="accent")
+    label(ax, 5.7, 1.45, "trained: the loss (differentiable)", fontsize=9, color="accent")
+    return fig
+
+
 FIGURES = {
+    "categories.svg": categories,
     "finetune-pipeline.svg": pipeline,
+    "padding.svg": padding,
+    "scores-to-label.svg": scores_to_label,
     "classification-head.svg": classification_head,
     "last-token.svg": last_token,
 }
