@@ -92,6 +92,16 @@ CASES = {
         linear_attn=LinearAttentionConfig(n_heads=4, n_qk_heads=2, qk_head_dim=8, v_head_dim=6),
         moe=MoEConfig(n_experts=8, n_experts_per_tok=3, hidden_dim=32, n_shared_experts=1, shared_expert_gate=True),
     ),
+    # attention sinks, a sliding layer (window 4) then a full one, YaRN with untruncated ramp ends, 8 biased experts
+    # (top-3, softmax over the chosen logits) whose SwiGLU clamp is lowered to 1 so these small weights reach it
+    "gpt-oss-20b": get_config(
+        "gpt-oss-20b", **{**SMALL, "hidden_dim": 32}, n_heads=4, n_kv_groups=2, head_dim=16, context_length=128,
+        sliding_window=4, layer_types=("sliding", "full"),
+        rope_scaling=RopeScaling("yarn", factor=8.0, original_context_length=16, truncate=False),
+        moe=MoEConfig(n_experts=8, n_experts_per_tok=3, hidden_dim=32, scoring="topk_softmax", norm_topk_prob=False,
+                      router_bias=True, expert_bias=True, swiglu_limit=1.0, swiglu_alpha=1.702),
+        extra=(),  # the real token ids lie outside the shrunk vocabulary
+    ),
 }
 
 # Logit tolerances. The gated DeltaNet layers differ from transformers' by float32 rounding only (another chunked

@@ -65,6 +65,7 @@ def make_attention(cfg: ModelConfig, layer: int) -> nn.Module:
         qk_norm_unit_offset=cfg.norm_unit_offset,
         softmax_scale=None if cfg.query_pre_attn_scalar is None else cfg.query_pre_attn_scalar**-0.5,
         output_gate=cfg.attn_output_gate,
+        sinks=cfg.attn_sinks,
     )
 
 

@@ -119,6 +119,11 @@ def _unreadable(file: Path, exc: Exception) -> str:
             "download or save it again")
 
 
+# uint8 tensors with these name endings are packed quantized weights (MXFP4 blocks and their e8m0 scales), passed
+# on as they are: the family's prepare_checkpoint hook decodes them (models/mxfp4.py)
+PACKED_SUFFIXES = ("_blocks", "_scales")
+
+
 def tensor_reader(where: dict[str, Path], dtype: torch.dtype | None, keep_fp32: set[str] = frozenset()):
     """``get_tensor(name)`` for the tensors :func:`open_safetensors` found: cast to ``dtype`` (when given), the
     ``keep_fp32`` ones to float32. A tensor that is not floating point cannot be a weight and is refused, naming
@@ -140,6 +145,8 @@ def tensor_reader(where: dict[str, Path], dtype: torch.dtype | None, keep_fp32: 
                 t = handle.get_tensor(name)
         except SafetensorError as exc:
             raise ValueError(_unreadable(file, exc)) from None
+        if t.dtype == torch.uint8 and name.endswith(PACKED_SUFFIXES):
+            return t  # packed quantized data for a family's prepare_checkpoint hook to decode (gpt-oss's MXFP4)
         if not t.is_floating_point():  # assigning it as a parameter would fail with torch's gradient message
             raise WeightMismatchError(
                 f"{file}: tensor {name!r} is stored as {t.dtype}, but model weights are floating point; this is not "

@@ -2,7 +2,7 @@
 
 A :class:`ModelConfig` describes an architecture only (no dtype, no device, no weights). Each family file
 (``gpt2.py``, ``llama.py``, ``qwen3.py``, ``bert.py``, ``mistral.py``, ``qwen1.py``, ``qwen3_moe.py``,
-``deepseek.py``, ``gemma3.py``, ``olmo3.py``, ``smollm3.py``, ``qwen3_next.py``) lists its official sizes under exact names such as
+``deepseek.py``, ``gemma3.py``, ``olmo3.py``, ``smollm3.py``, ``qwen3_next.py``, ``gpt_oss.py``) lists its official sizes under exact names such as
 ``"qwen3-0.6b"``; :mod:`.families` gathers them, and :func:`~.families.get_config` looks a name up and
 suggests close matches for a typo. This module imports no family.
 """
@@ -82,6 +82,7 @@ class ModelConfig:
     layer_types: tuple[str, ...] | None = None
     linear_attn: LinearAttentionConfig | None = None
     attn_output_gate: bool = False  # attention output times sigmoid(a gate the query projection emits) (Qwen3-Next)
+    attn_sinks: bool = False  # a learned logit per head joins each softmax's denominator (gpt-oss)
     tie_embeddings: bool = False
     type_vocab_size: int = 0  # BERT's segment embeddings
     drop_rate: float = 0.0
@@ -143,6 +144,8 @@ class ModelConfig:
                                 "windows or latent attention")
             if "sliding" in self.layer_types and self.sliding_window is None:
                 problems.append("layer_types has sliding layers but sliding_window is not set")
+        if self.attn_sinks and self.mla is not None:
+            problems.append("attn_sinks applies to grouped-query attention; latent attention (mla) has no sinks")
         if self.sliding_window is not None and self.sliding_window <= 0:
             problems.append(f"sliding_window must be positive, got {self.sliding_window}")
         if not 0.0 < self.partial_rotary_factor <= 1.0:

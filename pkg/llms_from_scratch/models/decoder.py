@@ -1,11 +1,11 @@
 """The one decoder-only language model that every decoder family of the zoo is (GPT-2, Llama 2/3, SmolLM2,
-Qwen1, Qwen3, Qwen3-MoE, Mistral, DeepSeek-V3, Gemma 3, OLMo 3, SmolLM3, Qwen3-Next; ``models/families.py`` lists
-them).
+Qwen1, Qwen3, Qwen3-MoE, Mistral, DeepSeek-V3, Gemma 3, OLMo 3, SmolLM3, Qwen3-Next, gpt-oss; ``models/families.py``
+lists them).
 
 The families differ only in choices the config spells out: learned positions or RoPE (one base for all layers,
 another for the sliding-window layers, or none in some layers), LayerNorm or RMSNorm, GELU MLP, SwiGLU, GeGLU
-or a mixture of experts, grouped-query or latent attention, biases, QK-norm, sliding windows, where the norms
-sit in each block, scaled and tied input/output embeddings, and which layers mix tokens with linear attention
+or a mixture of experts, grouped-query or latent attention, biases, QK-norm, attention sinks, sliding windows,
+where the norms sit in each block, scaled and tied input/output embeddings, and which layers mix tokens with linear attention
 (gated DeltaNet) instead of softmax attention. The forward pass is the same residual stack for
 all of them.
 """

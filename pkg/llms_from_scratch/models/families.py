@@ -13,7 +13,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from . import bert, deepseek, gemma3, gpt2, llama, mistral, olmo3, qwen1, qwen3, qwen3_moe, qwen3_next, smollm3
+from . import bert, deepseek, gemma3, gpt2, gpt_oss, llama, mistral, olmo3, qwen1, qwen3, qwen3_moe, qwen3_next, smollm3
 from .config import ModelConfig
 from .family import Family
 
@@ -30,6 +30,7 @@ FAMILIES: tuple[Family, ...] = (
     olmo3.FAMILY,
     smollm3.FAMILY,
     qwen3_next.FAMILY,
+    gpt_oss.FAMILY,
 )
 
 

@@ -10,7 +10,9 @@ Options that families switch on: biases on the q/k/v and output projections, RMS
 head before RoPE (Qwen3's "QK-norm") or over the whole query and key projections (OLMo 2/3), a sliding window
 (a query sees only the last ``W`` keys), a softmax scale other than ``1/sqrt(head_dim)`` (Gemma 3's
 ``query_pre_attn_scalar``), and an output gate (Qwen3-Next: the query projection also emits a gate per head
-feature, and the attention output is multiplied by its sigmoid before ``out_proj``).
+feature, and the attention output is multiplied by its sigmoid before ``out_proj``), and attention sinks
+(gpt-oss: one learned logit per head joins every softmax denominator, as if each query also saw a key with that
+score and a zero value, so a head can put weight on "nothing" instead of on the first tokens).
 """
 
 from __future__ import annotations
@@ -74,11 +76,13 @@ class GroupedQueryAttention(nn.Module):
         qk_norm_unit_offset: bool = False,
         softmax_scale: float | None = None,
         output_gate: bool = False,
+        sinks: bool = False,
     ) -> None:
         """``qk_norm_scope``: "head" normalizes each head's ``head_dim`` features, "projection" the whole query
         (``n_heads * head_dim``) and key (``n_kv_groups * head_dim``) projections. ``softmax_scale`` multiplies
         the scores (None: ``head_dim ** -0.5``). ``output_gate``: ``W_query`` emits ``[query | gate]`` per head
-        (the checkpoint's layout), and the output is ``out_proj(attention * sigmoid(gate))``."""
+        (the checkpoint's layout), and the output is ``out_proj(attention * sigmoid(gate))``. ``sinks``: a learned
+        logit per query head (``self.sinks``) that joins each softmax's denominator and contributes no value."""
         super().__init__()
         if n_heads % n_kv_groups:
             raise ValueError(f"n_heads ({n_heads}) must be a multiple of n_kv_groups ({n_kv_groups})")
@@ -94,6 +98,7 @@ class GroupedQueryAttention(nn.Module):
         self.W_key = nn.Linear(d_in, n_kv_groups * head_dim, bias=qkv_bias)
         self.W_value = nn.Linear(d_in, n_kv_groups * head_dim, bias=qkv_bias)
         self.out_proj = nn.Linear(n_heads * head_dim, d_in, bias=out_bias)
+        self.sinks = nn.Parameter(torch.zeros(n_heads)) if sinks else None
         if qk_norm_scope not in ("head", "projection"):
             raise ValueError(f"qk_norm_scope must be 'head' or 'projection', got {qk_norm_scope!r}")
         self.qk_norm_scope = qk_norm_scope
@@ -140,7 +145,7 @@ class GroupedQueryAttention(nn.Module):
         if cache is not None:
             k, v = cache.write(layer, k, v)  # (batch, n_kv_groups, cached tokens, head_dim)
         if t == 1 and not (self.training and self.drop_rate > 0):
-            out = _decode_attention(q, k, v, mask, self.softmax_scale)
+            out = _decode_attention(q, k, v, mask, self.softmax_scale, self.sinks)
         else:
             out = self._sdpa(q, k, v, mask)
         out = out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim)  # (batch, tokens, heads*head_dim)
@@ -155,6 +160,8 @@ class GroupedQueryAttention(nn.Module):
             k = k.repeat_interleave(repeats, dim=1)  # (batch, heads, keys, head_dim)
             v = v.repeat_interleave(repeats, dim=1)
         dropout = self.drop_rate if self.training else 0.0
+        if self.sinks is not None:
+            q, k, v, mask = _with_sink_key(q, k, v, mask, self.sinks, self.softmax_scale)
         if mask is None:
             is_causal = q.shape[2] > 1
             if is_causal and q.shape[2] != k.shape[2]:
@@ -164,8 +171,25 @@ class GroupedQueryAttention(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.softmax_scale)
 
 
+def _with_sink_key(q, k, v, mask, sinks, scale):
+    """SDPA has no sink argument, so the sink becomes one more key: a zero key (its dot product with any query
+    is 0) whose score comes entirely from an additive float mask holding each head's sink logit, and a zero
+    value, so it takes its share of the softmax and adds nothing to the output. ``scale`` does not touch the
+    mask, which SDPA adds after scaling. Returns q, k, v and the float mask (batch, heads, queries, keys + 1)."""
+    b, h, t, d = q.shape
+    n_keys = k.shape[2]
+    if mask is None:  # plain causal attention over exactly these tokens (or one query over the whole cache)
+        mask = torch.ones(t, n_keys, dtype=torch.bool, device=q.device).tril(n_keys - t)[None, None]
+    bias = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(~mask, float("-inf"))
+    bias = bias.expand(b, h, t, n_keys)
+    sink = sinks.to(q.dtype).view(1, h, 1, 1).expand(b, h, t, 1)
+    zeros = k.new_zeros(b, k.shape[1], 1, d)
+    return q, torch.cat([k, zeros], dim=2), torch.cat([v, zeros], dim=2), torch.cat([bias, sink], dim=-1)
+
+
 def _decode_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float | None = None
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, scale: float | None = None,
+    sinks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention for a single new token, written out: two small matmuls beat the blocked SDPA kernels, whose
     setup cost dominates when there is one query. The query heads that share a key/value head become the rows
@@ -177,5 +201,10 @@ def _decode_attention(
     scores = (q @ k.transpose(-1, -2)) * (d**-0.5 if scale is None else scale)  # (batch, kv, group, keys)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))  # mask: (batch, 1, 1, keys)
+    if sinks is not None:
+        # one more column per query head: its sink logit, which joins the softmax and is then dropped
+        sink = sinks.to(scores.dtype).view(1, kv, h // kv, 1).expand(b, kv, h // kv, 1)
+        weights = torch.softmax(torch.cat([scores, sink], dim=-1), dim=-1, dtype=torch.float32)[..., :-1]
+        return (weights.to(v.dtype) @ v).view(b, h, 1, d)
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
     return (weights @ v).view(b, h, 1, d)  # (batch, kv, group, head_dim) -> (batch, heads, 1, head_dim)

@@ -11,6 +11,12 @@ Two routing schemes cover the families in the zoo:
   experts' outputs come from the unbiased scores (normalized, then multiplied by ``routed_scaling``).
   ``n_shared_experts`` experts (fused into one wider SwiGLU) see every token.
 
+* ``"topk_softmax"`` (gpt-oss): the top-k *logits* are chosen first and a softmax over just those gives the
+  weights (equal to softmax-then-renormalize, computed the way the reference does).
+
+gpt-oss also gives the router and every expert projection a bias (``router_bias``, ``expert_bias``) and clamps
+its experts' SwiGLU (``swiglu_limit``, ``swiglu_alpha``; see :class:`~llms_from_scratch.nn.ffn.SwiGLU`).
+
 With ``shared_expert_gate`` (Qwen2-MoE, Qwen3-Next) the shared expert's output is scaled per token by
 ``sigmoid(w · x)``, a one-output linear gate, before it joins the routed experts' sum.
 
@@ -36,7 +42,7 @@ class MoEConfig:
     n_experts: int
     n_experts_per_tok: int  # top-k
     hidden_dim: int  # width of each expert's SwiGLU
-    scoring: str = "softmax"  # "softmax" or "sigmoid"
+    scoring: str = "softmax"  # "softmax", "sigmoid" or "topk_softmax"
     norm_topk_prob: bool = True
     n_groups: int = 1  # expert groups for group-limited routing (sigmoid scoring)
     topk_groups: int = 1
@@ -45,11 +51,17 @@ class MoEConfig:
     correction_bias: bool = False  # DeepSeek-V3's e_score_correction_bias (selection only)
     first_dense_layers: int = 0  # the first layers keep a dense SwiGLU (DeepSeek: first_k_dense_replace)
     shared_expert_gate: bool = False  # scale the shared expert by sigmoid(linear(x)) per token (Qwen3-Next)
+    router_bias: bool = False  # the router's linear layer has a bias (gpt-oss)
+    expert_bias: bool = False  # every expert projection has a bias (gpt-oss)
+    swiglu_limit: float | None = None  # the experts' clamped SwiGLU (gpt-oss: 7.0); None = plain SwiGLU
+    swiglu_alpha: float = 1.0  # the sharpness of the clamped SwiGLU's gate (gpt-oss: 1.702)
 
     def __post_init__(self) -> None:
         problems = []
-        if self.scoring not in ("softmax", "sigmoid"):
-            problems.append(f"scoring {self.scoring!r} is not 'softmax' or 'sigmoid'")
+        if self.scoring not in ("softmax", "sigmoid", "topk_softmax"):
+            problems.append(f"scoring {self.scoring!r} is not 'softmax', 'sigmoid' or 'topk_softmax'")
+        if self.scoring == "topk_softmax" and self.norm_topk_prob:
+            problems.append("topk_softmax weights already sum to 1; set norm_topk_prob=False")
         if not 0 < self.n_experts_per_tok <= self.n_experts:
             problems.append(f"n_experts_per_tok ({self.n_experts_per_tok}) must be in 1..n_experts ({self.n_experts})")
         if self.hidden_dim <= 0:
@@ -72,7 +84,10 @@ class MoEConfig:
 def route(logits: torch.Tensor, cfg: MoEConfig, correction_bias: torch.Tensor | None = None):
     """Router logits (tokens, n_experts) -> (weights, expert ids), each (tokens, top-k)."""
     k = cfg.n_experts_per_tok
-    if cfg.scoring == "softmax":
+    if cfg.scoring == "topk_softmax":
+        top, ids = logits.topk(k, dim=-1)
+        weights = top.softmax(dim=-1)
+    elif cfg.scoring == "softmax":
         probs = logits.softmax(dim=-1, dtype=torch.float32)
         weights, ids = probs.topk(k, dim=-1)
     else:
@@ -108,8 +123,10 @@ class MoEFeedForward(nn.Module):
     def __init__(self, emb_dim: int, cfg: MoEConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.gate = nn.Linear(emb_dim, cfg.n_experts, bias=False)
-        self.experts = nn.ModuleList(SwiGLU(emb_dim, cfg.hidden_dim) for _ in range(cfg.n_experts))
+        self.gate = nn.Linear(emb_dim, cfg.n_experts, bias=cfg.router_bias)
+        self.experts = nn.ModuleList(
+            SwiGLU(emb_dim, cfg.hidden_dim, bias=cfg.expert_bias, clamp_limit=cfg.swiglu_limit, alpha=cfg.swiglu_alpha)
+            for _ in range(cfg.n_experts))
         if cfg.correction_bias:
             self.register_buffer("correction_bias", torch.zeros(cfg.n_experts, dtype=torch.float32))
         else:

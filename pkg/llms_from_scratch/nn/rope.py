@@ -35,6 +35,8 @@ class RopeScaling:
     beta_fast: float = 32.0  # yarn
     beta_slow: float = 1.0  # yarn
     attention_factor: float | None = None  # yarn; None derives it from the factor
+    # yarn: round the ramp's ends to whole features (the paper's form); gpt-oss keeps them fractional
+    truncate: bool = True
 
     def __post_init__(self) -> None:
         if self.rope_type not in ("linear", "llama3", "yarn"):
@@ -78,8 +80,10 @@ def _yarn(head_dim: int, base: float, s: RopeScaling) -> tuple[torch.Tensor, flo
         # the feature index whose wavelength fits n_rotations times into the original context
         return head_dim * math.log(s.original_context_length / (n_rotations * 2 * math.pi)) / (2 * math.log(base))
 
-    low = max(math.floor(correction_dim(s.beta_fast)), 0)
-    high = min(math.ceil(correction_dim(s.beta_slow)), head_dim - 1)
+    low, high = correction_dim(s.beta_fast), correction_dim(s.beta_slow)
+    if s.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, head_dim - 1)
     if low == high:
         high += 0.001  # avoid a zero-width ramp
     ramp = ((torch.arange(head_dim // 2, dtype=torch.float32, device="cpu") - low) / (high - low)).clamp(0, 1)

@@ -75,7 +75,7 @@ def test_missing_shard_is_named(saved, tmp_path):
 
 def test_unsupported_model_type_and_missing_folder(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba"}))
-    with pytest.raises(ValueError, match="model_type 'mamba'.*supported: bert, .*gpt2, llama, .*qwen3"):
+    with pytest.raises(ValueError, match="model_type 'mamba'.*supported: bert, .*gpt2, .*llama, .*qwen3"):
         load_hf_checkpoint(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_hf_checkpoint(tmp_path / "nowhere")
