@@ -21,7 +21,8 @@ from .config import ModelConfig
 
 
 class TransformerBlock(nn.Module):
-    """A residual block; ``cfg.norm_placement`` says where it normalizes (absent norms are ``nn.Identity``):
+    """A residual block; ``cfg.norm_placement`` says where it normalizes (an absent norm before a sublayer is
+    ``nn.Identity``, an absent norm after one is ``None``, so a pre-norm block holds exactly the modules it uses):
 
     * "pre" (GPT-2, Llama, Qwen ...): ``x + att(norm1(x))``, then ``x + ff(norm2(x))``;
     * "sandwich" (Gemma 3): ``x + post_att_norm(att(norm1(x)))``, then ``x + post_ff_norm(ff(norm2(x)))``;
@@ -39,10 +40,10 @@ class TransformerBlock(nn.Module):
         pre, post = cfg.norm_placement in ("pre", "sandwich"), cfg.norm_placement in ("sandwich", "post")
         self.norm1 = make_norm(cfg) if pre else nn.Identity()
         self.att = make_attention(cfg, layer)
-        self.post_att_norm = make_norm(cfg) if post else nn.Identity()
+        self.post_att_norm = make_norm(cfg) if post else None
         self.norm2 = make_norm(cfg) if pre else nn.Identity()
         self.ff = make_ffn(cfg, layer)
-        self.post_ff_norm = make_norm(cfg) if post else nn.Identity()
+        self.post_ff_norm = make_norm(cfg) if post else None
         self.drop_shortcut = nn.Dropout(cfg.drop_rate)
 
     def forward(self, x, mask, rope, cache):
@@ -50,8 +51,13 @@ class TransformerBlock(nn.Module):
             h = self.att(self.norm1(x), cache, self.layer, mask)
         else:
             h = self.att(self.norm1(x), mask, rope, cache, self.layer)
-        x = x + self.drop_shortcut(self.post_att_norm(h))
-        return x + self.drop_shortcut(self.post_ff_norm(self.ff(self.norm2(x))))
+        if self.post_att_norm is not None:
+            h = self.post_att_norm(h)
+        x = x + self.drop_shortcut(h)
+        h = self.ff(self.norm2(x))
+        if self.post_ff_norm is not None:
+            h = self.post_ff_norm(h)
+        return x + self.drop_shortcut(h)
 
 
 class DecoderLM(nn.Module):
