@@ -37,6 +37,19 @@ class RequestError(Exception):
         self.status, self.param, self.code, self.close = status, param, code, close
 
 
+def check_body_and_model(body: Any, served: str) -> None:
+    """Refuse a request body that is not a JSON object or names another model than ``served`` (the chat and the
+    classify routes check this alike)."""
+    if not isinstance(body, dict):
+        raise RequestError(400, "the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str):
+        raise RequestError(400, "'model' is required", "model")
+    if model != served:
+        raise RequestError(404, f"the model '{model}' does not exist; this server serves '{served}'",
+                           "model", "model_not_found")
+
+
 @dataclass
 class ChatRequest:
     """A checked request, ready for :meth:`ChatService.run`."""
@@ -131,14 +144,7 @@ class ChatService:
 
     def parse(self, body: Any) -> ChatRequest:
         """Check an OpenAI chat-completions body and encode its conversation."""
-        if not isinstance(body, dict):
-            raise RequestError(400, "the request body must be a JSON object")
-        model = body.get("model")
-        if not isinstance(model, str):
-            raise RequestError(400, "'model' is required", "model")
-        if model != self.name:
-            raise RequestError(404, f"the model '{model}' does not exist; this server serves '{self.name}'",
-                               "model", "model_not_found")
+        check_body_and_model(body, self.name)
         conversation = messages(body.get("messages"))
         if body.get("n") is not None and number(body["n"], "n", whole=True) != 1:
             raise RequestError(400, f"'n' must be 1: this server writes one choice per request, got {body['n']}",

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .chat_service import RequestError
+from .chat_service import RequestError, check_body_and_model
 from .http_json import read_json_body
 from .limits import ServerLimits
 
@@ -51,14 +51,7 @@ class ClassifierService:
 
     def parse(self, body: Any) -> str:
         """The text of a checked ``/v1/classify`` body."""
-        if not isinstance(body, dict):
-            raise RequestError(400, "the request body must be a JSON object")
-        model = body.get("model")
-        if not isinstance(model, str):
-            raise RequestError(400, "'model' is required", "model")
-        if model != self.name:
-            raise RequestError(404, f"the model '{model}' does not exist; this server serves '{self.name}'",
-                               "model", "model_not_found")
+        check_body_and_model(body, self.name)
         text = body.get("input")
         if not isinstance(text, str) or not text.strip():
             raise RequestError(400, "'input' must be a non-empty string: the text to classify", "input")
