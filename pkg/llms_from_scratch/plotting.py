@@ -191,6 +191,7 @@ def save(fig: Figure, path: Path) -> Path:
 
 def render(figures: dict[str, DrawFn], out_dir: Path, *, preview_png: bool = False) -> list[Path]:
     """Draw every figure into ``out_dir``; with ``preview_png`` also write a PNG beside each SVG for viewing."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, draw in figures.items():
         fig = draw()
