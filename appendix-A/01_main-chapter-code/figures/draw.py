@@ -6,7 +6,7 @@ import math
 
 from matplotlib.patches import Circle
 
-from llms_from_scratch.plotting import COLORS, Figure, arrow, box, canvas, label, main
+from llms_from_scratch.plotting import COLORS, Figure, arrow, box, canvas, grid, label, main
 
 # the logistic-regression example of section A.3
 X1, W1, B, Y = 1.1, 2.2, 0.0, 1.0
@@ -82,7 +82,133 @@ def training_loop() -> Figure:
     return fig
 
 
-FIGURES = {"logistic-graph.svg": logistic_graph, "training-loop.svg": training_loop}
+def pytorch_components() -> Figure:
+    """Section A.1.1: the three parts of PyTorch, each building on the one below it."""
+    fig, ax = canvas(10.6, 4.2)
+    layers = [
+        (0.3, "tensor library", "ids", "n-dimensional arrays with NumPy-like operations,\n"
+         "on a CPU or a GPU  (torch.tensor, @, .to(\"cuda\"))"),
+        (1.55, "automatic differentiation (autograd)", "attention", "records the operations on tensors and computes\n"
+         "gradients by the chain rule  (loss.backward())"),
+        (2.8, "deep-learning library", "ffn", "layers, losses, optimizers, data loading\n"
+         "(torch.nn, torch.optim, torch.utils.data)"),
+    ]
+    for y, name, color, note in layers:
+        box(ax, 0.3, y, 4.3, 0.9, name, color=color, bold=True, fontsize=10)
+        label(ax, 4.9, y + 0.45, note, ha="left", fontsize=9, color="edge")
+    for (y0, *_), (y1, *_) in zip(layers, layers[1:]):
+        arrow(ax, (2.45, y0 + 0.92), (2.45, y1 - 0.02))
+    label(ax, 2.45, 3.95, "each part builds on the one below it", fontsize=9)
+    return fig
+
+
+def supervised_workflow() -> Figure:
+    """Section A.1.2: supervised learning trains a model on labelled examples, then predicts labels for new ones."""
+    fig, ax = canvas(11.0, 4.3)
+    label(ax, 0.3, 4.05, "1  training", ha="left", fontsize=10, color="edge", fontweight="bold")
+    box(ax, 0.3, 2.6, 2.2, 1.0, "training examples\n(features)", color="text", fontsize=9)
+    box(ax, 0.3, 1.5, 2.2, 0.7, "their labels", color="ids", fontsize=9)
+    box(ax, 3.4, 2.6, 2.0, 1.0, "model\n(parameters)", color="ffn", fontsize=10)
+    arrow(ax, (2.52, 3.1), (3.38, 3.1))
+    box(ax, 6.2, 2.6, 1.8, 1.0, "predictions", color="neutral", fontsize=9)
+    arrow(ax, (5.42, 3.1), (6.18, 3.1))
+    box(ax, 6.2, 1.5, 1.8, 0.7, "loss", color="attention", fontsize=10)
+    arrow(ax, (7.1, 2.58), (7.1, 2.22))
+    arrow(ax, (2.52, 1.85), (6.18, 1.85))
+    arrow(ax, (6.18, 1.7), (4.4, 2.58), color="accent", linestyle="--", connection="arc3,rad=-0.3")
+    label(ax, 4.6, 1.35, "update the parameters to lower the loss", color="accent", fontsize=9)
+    label(ax, 8.3, 4.05, "2  inference", ha="left", fontsize=10, color="edge", fontweight="bold")
+    box(ax, 8.3, 3.1, 2.4, 0.6, "new example", color="text", fontsize=9)
+    box(ax, 8.3, 2.0, 2.4, 0.7, "trained model\n(from step 1)", color="ffn", fontsize=9)
+    box(ax, 8.3, 0.9, 2.4, 0.6, "predicted label", color="ids", fontsize=9)
+    arrow(ax, (9.5, 3.08), (9.5, 2.72))
+    arrow(ax, (9.5, 1.98), (9.5, 1.52))
+    return fig
+
+
+def tensor_ranks() -> Figure:
+    """Section A.2.1: a scalar, a vector, a matrix and a 3D tensor, with their shapes."""
+    fig, ax = canvas(11.0, 2.9)
+    cell = 0.42
+    style = {"cell": cell, "cmap": "Oranges", "vmin": 0, "vmax": 12, "annotate": True, "fmt": "{:.0f}"}
+    grid(ax, 0.6, 1.0, [[1]], **style)
+    grid(ax, 2.0, 1.0, [[1, 2, 3]], **style)
+    grid(ax, 4.4, 0.8, [[1, 2], [3, 4]], **style)
+    # a 3D tensor: a stack of two 2x2 matrices, indexed along the first dimension
+    grid(ax, 6.6, 0.8, [[1, 2], [3, 4]], **style)
+    grid(ax, 7.7, 0.8, [[5, 6], [7, 8]], **style)
+    label(ax, 7.02, 0.55, "[0]", fontsize=8, family="DejaVu Sans Mono")
+    label(ax, 8.12, 0.55, "[1]", fontsize=8, family="DejaVu Sans Mono")
+    names = [(0.81, "0D tensor (scalar)", "shape ()"), (2.63, "1D tensor (vector)", "shape (3,)"),
+             (4.82, "2D tensor (matrix)", "shape (2, 2)"), (7.57, "3D tensor", "shape (2, 2, 2)")]
+    for x, name, shape in names:
+        label(ax, x, 2.3, name, fontsize=10, color="edge")
+        label(ax, x, 0.2, shape, fontsize=9, family="DejaVu Sans Mono")
+    label(ax, 9.9, 1.25, "and so on:\na batch of token\nembeddings is\n(batch, tokens, dim)", fontsize=9)
+    return fig
+
+
+def mlp() -> Figure:
+    """Section A.5: the multilayer perceptron with 50 inputs, hidden layers of 30 and 20 units, 3 outputs."""
+    fig, ax = canvas(11.0, 5.4)
+    columns = [(1.0, 7, "input\n50 features", "text"), (3.6, 6, "1st hidden\n30 units, ReLU", "ffn"),
+               (6.2, 5, "2nd hidden\n20 units, ReLU", "ffn"), (8.8, 3, "output\n3 logits", "attention")]
+    centers = []
+    for x, n, name, color in columns:
+        ys = [2.7 + (k - (n - 1) / 2) * 0.55 for k in range(n)]
+        centers.append((x, ys))
+        label(ax, x, 0.35, name, fontsize=9, color="edge")
+        for k, y in enumerate(ys):
+            dots = n > 3 and k == n // 2
+            ax.add_patch(Circle((x, y), 0.17, facecolor="white" if dots else COLORS[color],
+                                edgecolor="white" if dots else COLORS["edge"], linewidth=0.9, zorder=3))
+            if dots:
+                ax.text(x, y, "⋮", ha="center", va="center", fontsize=12, zorder=4)
+    for (x0, ys0), (x1, ys1) in zip(centers, centers[1:]):
+        for k0, y0 in enumerate(ys0):
+            for k1, y1 in enumerate(ys1):
+                if k0 == len(ys0) // 2 and len(ys0) > 3 or k1 == len(ys1) // 2 and len(ys1) > 3:
+                    continue
+                ax.plot([x0 + 0.17, x1 - 0.17], [y0, y1], color=COLORS["muted"], linewidth=0.4, zorder=1)
+    layers = [(2.3, "Linear(50, 30)\n50·30 + 30 = 1,530"), (4.9, "Linear(30, 20)\n30·20 + 20 = 620"),
+              (7.5, "Linear(20, 3)\n20·3 + 3 = 63")]
+    for x, text in layers:
+        label(ax, x, 5.05, text, fontsize=9, color="edge", family="DejaVu Sans Mono")
+    label(ax, 10.0, 2.7, "2,213\ntrainable\nparameters", fontsize=10, color="accent")
+    return fig
+
+
+def data_parallel() -> Figure:
+    """Section A.9.3: DDP splits each global batch across processes and averages their gradients every step."""
+    fig, ax = canvas(11.0, 5.8)
+    box(ax, 0.2, 2.35, 1.9, 1.1, "global batch\n(8 examples)", color="text", fontsize=9)
+    for k, y in enumerate((3.7, 0.9)):
+        rank = f"rank {k} (GPU {k})"
+        label(ax, 3.95, y + 1.35, rank, fontsize=10, color="edge", fontweight="bold")
+        box(ax, 2.6, y, 1.5, 0.9, "4 examples\n(sampler)", color="text", fontsize=9)
+        box(ax, 4.5, y, 1.6, 0.9, "model copy\nforward, loss", color="ffn", fontsize=9)
+        box(ax, 6.5, y, 1.5, 0.9, "backward:\nlocal grads", color="attention", fontsize=9)
+        box(ax, 9.2, y, 1.6, 0.9, "optimizer.step()\n(same update)", color="embed", fontsize=9)
+        arrow(ax, (2.12, 2.9), (2.58, y + 0.45))
+        arrow(ax, (4.12, y + 0.45), (4.48, y + 0.45))
+        arrow(ax, (6.12, y + 0.45), (6.48, y + 0.45))
+        arrow(ax, (8.02, y + 0.45), (8.35, 2.9 + (0.15 if k == 0 else -0.15)), color="accent")
+        arrow(ax, (8.75, 2.9 + (0.15 if k == 0 else -0.15)), (9.18, y + 0.45), color="accent")
+    box(ax, 8.05, 2.45, 1.0, 0.9, "all-\nreduce:\nmean", color="attention", fontsize=8, edge="accent")
+    label(ax, 5.5, 0.35, "every process ends each step with the average gradient of the whole global batch, "
+          "so the copies stay identical", fontsize=9)
+    return fig
+
+
+FIGURES = {
+    "pytorch-components.svg": pytorch_components,
+    "supervised-workflow.svg": supervised_workflow,
+    "tensor-ranks.svg": tensor_ranks,
+    "logistic-graph.svg": logistic_graph,
+    "mlp.svg": mlp,
+    "training-loop.svg": training_loop,
+    "data-parallel.svg": data_parallel,
+}
 
 if __name__ == "__main__":
     main(FIGURES, __file__)
