@@ -13,7 +13,22 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from . import bert, deepseek, gemma3, gpt2, gpt_oss, llama, mistral, olmo3, qwen1, qwen3, qwen3_moe, qwen3_next, smollm3
+from . import (
+    bert,
+    deepseek,
+    gemma3,
+    gpt2,
+    gpt_oss,
+    llama,
+    mistral,
+    olmo3,
+    qwen1,
+    qwen3,
+    qwen3_5,
+    qwen3_moe,
+    qwen3_next,
+    smollm3,
+)
 from .config import ModelConfig
 from .family import Family
 
@@ -31,6 +46,7 @@ FAMILIES: tuple[Family, ...] = (
     smollm3.FAMILY,
     qwen3_next.FAMILY,
     gpt_oss.FAMILY,
+    qwen3_5.FAMILY,  # Qwen3.5: Qwen3-Next's hybrid layers, dense or MoE
 )
 
 

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from .chat_turns import gemma_parts, harmony_parts, smollm3_parts
+
 # a rendered conversation as pieces of text, each marked True when it comes from a message (content) and False
 # when the chat format wrote it (markup)
 Parts = list[tuple[str, bool]]
@@ -23,22 +25,27 @@ Parts = list[tuple[str, bool]]
 
 @dataclass(frozen=True)
 class ChatFormat:
-    """``kind``: "llama3", "chatml", "qwen3" (ChatML plus the thinking switch), "llama2" (Llama 2 chat) or
-    "mistral" (Mistral 7B instruct v0.1/v0.2). ``default_system``: inserted when a conversation has no system
-    turn (SmolLM2 does this). ``thinking``: Qwen3's switch; when off, the answer starts with an empty think
-    block."""
+    """``kind``: "llama3", "chatml", "qwen3" (ChatML plus the thinking switch), "llama2" (Llama 2 chat),
+    "mistral" (Mistral 7B instruct v0.1/v0.2), "gemma" (Gemma 3), "smollm3" or "harmony" (gpt-oss; the last
+    three in ``chat_turns.py``). ``default_system``: inserted when a conversation has no system turn (SmolLM2
+    does this). ``thinking``: Qwen3's and SmolLM3's switch; when off, the answer starts with an empty think
+    block. ``date`` (SmolLM3, gpt-oss: the date the system turn states; default today) and ``reasoning_effort``
+    (gpt-oss: "low", "medium" or "high") are options of ``render`` and ``parts``."""
 
     kind: str
     default_system: str | None = None
     thinking: bool = False
 
     def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
-               enable_thinking: bool | None = None) -> str:
+               enable_thinking: bool | None = None, date: str | None = None,
+               reasoning_effort: str | None = None) -> str:
         return "".join(text for text, _ in self.parts(messages, add_generation_prompt=add_generation_prompt,
-                                                      enable_thinking=enable_thinking))
+                                                      enable_thinking=enable_thinking, date=date,
+                                                      reasoning_effort=reasoning_effort))
 
     def parts(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True,
-              enable_thinking: bool | None = None) -> Parts:
+              enable_thinking: bool | None = None, date: str | None = None,
+              reasoning_effort: str | None = None) -> Parts:
         """The rendered conversation as ``(text, from_a_message)`` pieces; joined, they are :meth:`render`."""
         if not messages:
             raise ValueError("a conversation needs at least one message")
@@ -49,6 +56,13 @@ class ChatFormat:
             parts = self._llama3(messages, add_generation_prompt)
         elif self.kind in ("llama2", "mistral"):
             parts = self._inst(messages)
+        elif self.kind == "gemma":
+            parts = gemma_parts(messages, add_generation_prompt)
+        elif self.kind == "smollm3":
+            thinking = self.thinking if enable_thinking is None else enable_thinking
+            parts = smollm3_parts(messages, add_generation_prompt, thinking, date)
+        elif self.kind == "harmony":
+            parts = harmony_parts(messages, add_generation_prompt, date, reasoning_effort)
         else:
             parts = self._chatml(messages, add_generation_prompt, enable_thinking)
         return [(text, content) for text, content in parts if text]
@@ -213,6 +227,12 @@ def chat_format_from_template(template: str | None, *, sentencepiece: bool = Fal
     """
     if not template:
         return None
+    if "<|im_start|>" in template and "Reasoning Mode: " in template:
+        return ChatFormat("smollm3", thinking=True)  # the template's default is thinking on
+    if "<start_of_turn>" in template:
+        return ChatFormat("gemma")
+    if "<|channel|>" in template:
+        return ChatFormat("harmony")
     if "<|im_start|>" in template:
         default = _DEFAULT_SYSTEM.search(template)
         return ChatFormat("chatml", default_system=default.group(1) if default else None)
