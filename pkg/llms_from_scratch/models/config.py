@@ -2,7 +2,7 @@
 
 A :class:`ModelConfig` describes an architecture only (no dtype, no device, no weights). Each family file
 (``gpt2.py``, ``llama.py``, ``qwen3.py``, ``bert.py``, ``mistral.py``, ``qwen1.py``, ``qwen3_moe.py``,
-``deepseek.py``, ``gemma3.py``, ``olmo3.py``, ``smollm3.py``, ``qwen3_next.py``, ``gpt_oss.py``) lists its official sizes under exact names such as
+``deepseek.py``, ``gemma3.py``, ``olmo3.py``, ``smollm3.py``, ``qwen3_next.py``, ``gpt_oss.py``, ``qwen3_5.py``) lists its official sizes under exact names such as
 ``"qwen3-0.6b"``; :mod:`.families` gathers them, and :func:`~.families.get_config` looks a name up and
 suggests close matches for a typo. This module imports no family.
 """

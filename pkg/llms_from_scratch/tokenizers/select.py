@@ -16,7 +16,8 @@
    protobuf and goes to :func:`~.sentencepiece_bpe.sentencepiece_tokenizer`.
 4. A GPT-2 checkpoint without tokenizer files: GPT-2's own tokenizer from the data layer.
 
-The chat format comes from ``tokenizer_config.json``'s ``chat_template``, recognized by its markers; a
+The chat format comes from ``tokenizer_config.json``'s ``chat_template`` (or ``chat_template.jinja``, where
+transformers 5 puts it), recognized by its markers; a
 folder without one (Meta's layout ships none) is treated as a base model. The end-of-sequence ids of
 ``generation_config.json`` (else ``config.json``) are then added to the tokenizer's own, so generation stops
 wherever ``transformers``' ``generate`` would (DeepSeek-V3: id 1).
@@ -48,6 +49,16 @@ class UnsupportedTokenizerError(ValueError):
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _tokenizer_config(folder: Path) -> dict:
+    """``tokenizer_config.json`` ({} when absent) with its ``chat_template``; transformers 5 writes the template
+    to ``chat_template.jinja`` beside it instead, so that file fills the key when the JSON has none."""
+    config = _read_json(folder / "tokenizer_config.json")
+    jinja = folder / "chat_template.jinja"
+    if not config.get("chat_template") and jinja.is_file():
+        config = {**config, "chat_template": jinja.read_text(encoding="utf-8")}
+    return config
 
 
 # ------------------------------------------------------------------- tokenizer.json
@@ -105,7 +116,7 @@ def tokenizer_json_tokenizer(folder: str | os.PathLike) -> ByteLevelBPETokenizer
             f"tokenizer.json with {', '.join(TOKENIZER_JSON_READERS)}, Qwen1's qwen.tiktoken, or a "
             "tokenizer.model (SentencePiece, or Llama 3's tiktoken ranks)"
         )
-    return reader(folder, spec, _read_json(folder / "tokenizer_config.json"))
+    return reader(folder, spec, _tokenizer_config(folder))
 
 
 # ------------------------------------------------------------------- tokenizer.model
@@ -127,7 +138,7 @@ def tokenizer_model_tokenizer(folder: str | os.PathLike) -> ByteLevelBPETokenize
     (Llama 3's header markers, or ``[INST]``); without one the folder is treated as a base model."""
     folder = Path(folder)
     model_file = folder / "tokenizer.model"
-    template = _read_json(folder / "tokenizer_config.json").get("chat_template")
+    template = _tokenizer_config(folder).get("chat_template")
     if is_tiktoken_ranks(model_file):
         return llama3_tokenizer(instruct="<|start_header_id|>" in (template or ""), path=str(model_file))
     chat = chat_format_from_template(template, sentencepiece=True)

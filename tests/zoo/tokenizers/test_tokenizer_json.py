@@ -145,3 +145,22 @@ def test_unreadable_layouts_are_named_in_the_error(tmp_path):
     (tmp_path / "tokenizer.json").unlink()
     with pytest.raises(UnsupportedTokenizerError, match="no tokenizer file"):
         folder_tokenizer(tmp_path, "deepseek")
+
+
+def test_chat_template_in_chat_template_jinja_is_read(folders, tmp_path):
+    """transformers 5's save_pretrained writes the template to chat_template.jinja, not tokenizer_config.json;
+    the folder must still be recognized as a chat model with the same format."""
+    from transformers import PreTrainedTokenizerFast
+
+    ref = PreTrainedTokenizerFast(tokenizer_file=str(folders["qwen"] / "tokenizer.json"),
+                                  eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    ref.chat_template = QWEN_STYLE_TEMPLATE
+    ref.save_pretrained(tmp_path)
+    if "chat_template" in json.loads((tmp_path / "tokenizer_config.json").read_text(encoding="utf-8")):
+        pytest.skip("this transformers version keeps the template in tokenizer_config.json")
+    assert (tmp_path / "chat_template.jinja").is_file()
+
+    ours = tokenizer_json_tokenizer(tmp_path)
+    assert ours.chat_format is not None
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    assert ours.apply_chat_template(msgs) == ref.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
