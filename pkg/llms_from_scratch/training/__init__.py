@@ -1,6 +1,8 @@
 """Training the book's GPT on your own text: the pretraining loop, token files, checkpoints and the base model.
 
 * :mod:`.pretrain`: the resumable pretraining loop behind ``llms-from-scratch pretrain``;
+* :mod:`.pretrain_loop`: the step loop both pretraining paths share, and the :class:`~.pretrain_loop.Strategy`
+  through which one process or torchrun's ranks plug in;
 * :mod:`.pretrain_args`: its settings and the checks that run before torch is imported;
 * :mod:`.run_setup`: what both loops share (model configuration, device, mixed precision, random state, the
   checkpoint a run may resume, the loss plot);
