@@ -20,10 +20,12 @@ from llms_from_scratch.alignment.grpo import (
     clipped_objective,
     group_advantages,
     grpo_loss,
+    grpo_step,
     train_grpo,
     zero_variance_fraction,
 )
 from llms_from_scratch.alignment.logprobs import completion_logprobs
+from llms_from_scratch.alignment.rollouts import sample_completions
 from llms_from_scratch.alignment.sequences import pad_sequences
 from llms_from_scratch.ch04 import GPTModel
 from llms_from_scratch.training.checkpoints import CheckpointError
@@ -130,6 +132,30 @@ def test_a_few_grpo_steps_raise_a_toy_reward(dr_grpo):
     # the reference never moves
     for p, q in zip(reference.parameters(), _policy().parameters()):
         assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_a_batch_without_reward_variance_moves_nothing_only_when_skipped(skip):
+    """Every completion scores 1: the advantages and the gradient are zero, yet AdamW's weight decay (and any
+    momentum) would still move the weights; ``skip_flat_batches`` takes no optimizer step then."""
+    policy = _policy()
+    before = [p.detach().clone() for p in policy.parameters()]
+    config = GRPOConfig(steps=1, prompts_per_step=2, group_size=4, max_new_tokens=2, weight_decay=0.1)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-2, weight_decay=config.weight_decay)
+    calls = []
+
+    def sampler(*args, **kwargs):  # a sampler passed in replaces the default one
+        calls.append(kwargs["num_samples"])
+        return sample_completions(*args, **kwargs)
+
+    stats = grpo_step(policy, None, optimizer, PROMPTS, [0, 1], lambda i, c: 1.0, config, eos_token_id=EOS,
+                      pad_token_id=PAD, generator=torch.Generator().manual_seed(0), sampler=sampler,
+                      skip_flat_batches=skip)
+    assert calls == [4] and stats["zero_variance"] == 1.0
+    unchanged = all(torch.equal(p, q) for p, q in zip(policy.parameters(), before))
+    assert unchanged == skip
+    if skip:
+        assert (stats["loss"], stats["clip_fraction"]) == (0.0, 0.0)
 
 
 def _config(**changes):

@@ -34,6 +34,9 @@ from .rl_loop import EvaluateFn, RLSession, step_generator
 from .rollouts import Rollouts, sample_completions
 
 RewardFn = Callable[[int, list[int]], float]  # (prompt index, completion tokens) -> reward
+# (model, prompts, *, max_new_tokens, eos_token_id, pad_token_id, num_samples, temperature, generator) -> rollouts,
+# rows grouped per prompt: :func:`.rollouts.sample_completions`, or a cached sampler for larger models
+Sampler = Callable[..., Rollouts]
 
 
 def group_advantages(rewards: torch.Tensor, scale_by_std: bool = True, eps: float = 1e-4) -> torch.Tensor:
@@ -136,9 +139,15 @@ class GRPOConfig:
 def grpo_step(policy: nn.Module, reference: nn.Module | None, optimizer: torch.optim.Optimizer,
               prompts: Sequence[Sequence[int]], prompt_indices: Sequence[int], reward_fn: RewardFn,
               config: GRPOConfig, *, eos_token_id: int, pad_token_id: int,
-              generator: torch.Generator | None = None) -> dict[str, float]:
-    """Sample a group per prompt, score it, and update the policy; returns the step's statistics."""
-    rollouts: Rollouts = sample_completions(
+              generator: torch.Generator | None = None, sampler: Sampler = sample_completions,
+              skip_flat_batches: bool = False) -> dict[str, float]:
+    """Sample a group per prompt, score it, and update the policy; returns the step's statistics.
+
+    ``sampler`` draws the completions (see :data:`Sampler`). With ``skip_flat_batches`` and ``config.beta == 0``,
+    a batch in which every group's rewards are equal takes no optimizer step: its gradient is zero, but AdamW's
+    momentum (and weight decay) would still move the weights.
+    """
+    rollouts: Rollouts = sampler(
         policy, [prompts[i] for i in prompt_indices], max_new_tokens=config.max_new_tokens,
         eos_token_id=eos_token_id, pad_token_id=pad_token_id, num_samples=config.group_size,
         temperature=config.temperature, generator=generator)
@@ -154,9 +163,11 @@ def grpo_step(policy: nn.Module, reference: nn.Module | None, optimizer: torch.o
     if reference is not None:
         with torch.no_grad():
             ref_logprobs = completion_logprobs(reference, *batch)
+    flat = skip_flat_batches and config.beta == 0 and not bool(advantages.abs().gt(0).any())
     policy.train()
-    old_logprobs, losses, stats = None, [], {}
-    for _ in range(config.updates_per_batch):
+    old_logprobs, losses = None, []
+    stats: dict[str, float] = {"kl": float("nan"), "clip_fraction": 0.0}  # what a skipped batch reports
+    for _ in range(0 if flat else config.updates_per_batch):
         logprobs = completion_logprobs(policy, *batch)
         if old_logprobs is None:  # the policy that sampled: before the first update it is the current one
             old_logprobs = logprobs.detach()
@@ -172,7 +183,7 @@ def grpo_step(policy: nn.Module, reference: nn.Module | None, optimizer: torch.o
         losses.append(loss.item())
     lengths = rollouts.completion_mask.sum(dim=1).float()
     return {"reward": rewards.mean().item(), "zero_variance": zero_variance_fraction(rewards),
-            "loss": sum(losses) / len(losses), "kl": stats["kl"], "clip_fraction": stats["clip_fraction"],
+            "loss": sum(losses) / len(losses) if losses else 0.0, "kl": stats["kl"], "clip_fraction": stats["clip_fraction"],
             "completion_length": lengths.mean().item(), "ended": rollouts.ended.float().mean().item()}
 
 
@@ -182,7 +193,8 @@ STEP_KEYS = ("reward", "zero_variance", "loss", "kl", "clip_fraction", "completi
 def train_grpo(policy: nn.Module, reference: nn.Module | None, prompts: Sequence[Sequence[int]],
                reward_fn: RewardFn, config: GRPOConfig, *, eos_token_id: int, pad_token_id: int,
                evaluate: EvaluateFn | None = None, checkpoint_path: str | Path | None = None, resume: bool = False,
-               stop_at_step: int | None = None, progress: bool = True) -> dict[str, Any]:
+               stop_at_step: int | None = None, progress: bool = True, sampler: Sampler = sample_completions,
+               skip_flat_batches: bool = False) -> dict[str, Any]:
     """Train ``policy`` with GRPO on ``prompts`` (token-id lists) scored by ``reward_fn``; return the history.
 
     Each step draws ``config.prompts_per_step`` prompts without replacement and samples ``config.group_size``
@@ -191,7 +203,8 @@ def train_grpo(policy: nn.Module, reference: nn.Module | None, prompts: Sequence
     and at the end; its metrics go to ``history["eval"]``. With ``checkpoint_path`` the policy, the optimizer and
     the history are saved (atomically, with a checksum) after every evaluation, and ``resume=True`` continues from
     that file; because every step's random draws depend only on (seed, step), the resumed run matches an
-    uninterrupted one. ``stop_at_step`` ends this session early (save, then resume later).
+    uninterrupted one. ``stop_at_step`` ends this session early (save, then resume later). ``sampler`` and
+    ``skip_flat_batches`` go to :func:`grpo_step`.
     """
     if config.beta > 0 and reference is None:
         raise ValueError("beta > 0 needs a reference model; pass a frozen copy of the starting policy")
@@ -210,7 +223,8 @@ def train_grpo(policy: nn.Module, reference: nn.Module | None, prompts: Sequence
             group["lr"] = config.learning_rate * min(1.0, (step + 1) / (config.warmup_steps + 1))
         return grpo_step(policy, reference, session.optimizer, prompts, order[:config.prompts_per_step].tolist(),
                          reward_fn, config, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
-                         generator=step_generator(config.seed, step, 1, device))
+                         generator=step_generator(config.seed, step, 1, device), sampler=sampler,
+                         skip_flat_batches=skip_flat_batches)
 
     return session.run(one_step, ("reward", "zero_variance"), stop_at_step=stop_at_step, progress=progress)
 
