@@ -308,13 +308,16 @@ class BPETokenizer:
 _SHORT_CHUNK = 10
 
 
-def learn_merges(words: list[list[int]], freqs: list[int], n_merges: int, first_id: int) -> list[tuple[int, int, int]]:
+def learn_merges(
+    words: list[list[int]], freqs: list[int], n_merges: int, first_id: int, counts: list[int] | None = None
+) -> list[tuple[int, int, int]]:
     """Learn up to ``n_merges`` merges over ``words`` (token-id lists, each seen ``freqs[w]`` times), in place.
 
     Returns the merges as ``(left_id, right_id, new_id)`` with new ids from ``first_id`` on; ``words`` is left
     holding the merged token lists. Stops early when no pair occurs twice. The loop behind
-    :meth:`BPETokenizer.train` (see ``ch02/05_bpe-from-scratch``) and SuperBPE's second stage, whose words
-    already hold merged tokens: pair counts are updated only in the words that contain the merged pair.
+    :meth:`BPETokenizer.train` (see ``ch02/05_bpe-from-scratch``) and the superword stages of SuperBPE and
+    BoundlessBPE, whose words already hold merged tokens: pair counts are updated only in the words that contain
+    the merged pair. If ``counts`` is a list, the number of occurrences each merge joined is appended to it.
     """
     pair_counts: Counter[tuple[int, int]] = Counter()
     where: defaultdict[tuple[int, int], set[int]] = defaultdict(set)  # pair -> indices of words holding it
@@ -336,6 +339,8 @@ def learn_merges(words: list[list[int]], freqs: list[int], n_merges: int, first_
             break  # merging a pair seen once compresses nothing
         new_id = first_id + len(merges)
         merges.append((pair[0], pair[1], new_id))
+        if counts is not None:
+            counts.append(-neg_count)
 
         changed: set[tuple[int, int]] = set()
         for w in where.pop(pair):

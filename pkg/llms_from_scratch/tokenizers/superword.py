@@ -43,6 +43,8 @@ class SuperBPETokenizer(BPETokenizer):
     as in :class:`BPETokenizer`.
     """
 
+    format_name = FORMAT_NAME  # the "format" field of saved files, so a file loads only into its own class
+
     def __init__(self, pattern: str = GPT2_SPLIT_PATTERN, break_pattern: str = SENTENCE_BREAK):
         self.break_pattern = break_pattern
         self._break = regex.compile(break_pattern)
@@ -161,7 +163,7 @@ class SuperBPETokenizer(BPETokenizer):
     def save(self, path: str | os.PathLike) -> None:
         """Write the tokenizer to a JSON file (written to a temporary file first, then renamed into place)."""
         state = {
-            "format": FORMAT_NAME,
+            "format": self.format_name,
             "version": FORMAT_VERSION,
             "pattern": self.pattern,
             "break_pattern": self.break_pattern,
@@ -174,15 +176,15 @@ class SuperBPETokenizer(BPETokenizer):
             json.dump(state, f)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> SuperBPETokenizer:
+    def load(cls, path: str | os.PathLike) -> SuperBPETokenizer:  # returns an instance of ``cls``
         """Read a tokenizer written by :meth:`save`."""
         with open(path, encoding="utf-8") as f:
             try:
                 state = json.load(f)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path} is not a tokenizer file written by SuperBPETokenizer.save ({exc})") from None
-        if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
-            raise ValueError(f"{path} is not a tokenizer file written by SuperBPETokenizer.save")
+                raise ValueError(f"{path} is not a tokenizer file written by {cls.__name__}.save ({exc})") from None
+        if not isinstance(state, dict) or state.get("format") != cls.format_name:
+            raise ValueError(f"{path} is not a tokenizer file written by {cls.__name__}.save")
         if state.get("version") != FORMAT_VERSION:
             raise ValueError(f"{path} has format version {state.get('version')}; this code reads {FORMAT_VERSION}")
         tok = cls(pattern=state["pattern"], break_pattern=state["break_pattern"])
