@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import time
 
 import numpy as np
@@ -27,20 +26,10 @@ from llms_from_scratch.hyperbolic import (
     subtree_closure,
     train_embeddings,
 )
+from llms_from_scratch.nn.autotune import cpu_description
 
 # Nickel & Kiela's reference implementation, mammal closure, 5 dimensions (reconstruction).
 REFERENCE = {"dim": 5, "mean_rank": 1.26, "map": 0.927}
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def load_average() -> str:
@@ -99,7 +88,7 @@ def main() -> None:
           f"{args.negatives} negatives, batch {args.batch_size}; gensim: alpha {args.gensim_alpha}, "
           f"{args.gensim_negatives} negatives, batch {args.gensim_batch_size}, "
           f"regularization {args.gensim_regularization}")
-    print(f"CPU: {cpu_model()}, {args.threads} thread(s), load at start {load_average()}")
+    print(f"CPU: {cpu_description()[0]}, {args.threads} thread(s), load at start {load_average()}")
 
     rows = []
     for dim in args.dims:
