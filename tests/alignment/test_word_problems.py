@@ -6,6 +6,7 @@ import re
 import pytest
 import torch
 
+from llms_from_scratch.alignment import word_problems_grpo
 from llms_from_scratch.alignment.grpo import GRPOConfig
 from llms_from_scratch.alignment.rollouts import sample_completions
 from llms_from_scratch.alignment.word_problems import (
@@ -16,12 +17,16 @@ from llms_from_scratch.alignment.word_problems import (
     split_of,
 )
 from llms_from_scratch.alignment.word_problems_grpo import (
+    INSTRUCTION,
+    WORKED_INSTRUCTION,
+    answer_format_sft,
     cached_rollouts,
     chat_prompts,
     evaluate_word_problems,
     grpo_rollout_step,
     train_grpo_cached,
     train_top_blocks,
+    worked_answer,
 )
 from llms_from_scratch.models.decoder import DecoderLM
 from llms_from_scratch.models.llama import SMOLLM2_135M_INSTRUCT
@@ -200,3 +205,52 @@ def test_evaluate_word_problems_counts_the_answers():
                             "greedy_replies"}
     assert len(metrics["greedy_replies"]) == 4
     assert 0.0 <= metrics["sampled_pass@1"] <= metrics["sampled_pass@2"] <= 1.0
+
+
+def test_answer_format_sft_lowers_the_loss_of_the_answer_and_trains_only_the_top_blocks():
+    tok = _tokenizer()
+    model = _tiny_smollm2(seed=2)
+    with pytest.raises(ValueError, match="train_top_blocks"):
+        answer_format_sft(model.requires_grad_(False), tok, make_problems(2, "train", seed=0), steps=1,
+                          batch_size=2, learning_rate=1e-2)
+    train_top_blocks(model, 1)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    problems = make_problems(4, "train", seed=0)
+    # the same four problems every step (batch 4 of 4), so the loss must fall as the answers are fitted
+    losses = answer_format_sft(model, tok, problems, steps=12, batch_size=4, learning_rate=1e-2)
+    assert len(losses) == 12 and losses[-1] < 0.7 * losses[0], losses
+    changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
+    assert changed and all(name.startswith(("trf_blocks.2.", "final_norm.")) for name in changed), changed
+    # the prompts carry the stricter instruction, and the reply the model was fitted to is the answer alone
+    assert tok.decode(chat_prompts(tok, problems[:1], WORKED_INSTRUCTION)[0]).endswith(
+        f"{WORKED_INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_evaluate_word_problems_passes_the_instruction_to_the_prompts(monkeypatch):
+    seen = []
+
+    def recording_chat_prompts(tokenizer, problems, instruction=INSTRUCTION):
+        seen.append(instruction)
+        return chat_prompts(tokenizer, problems, instruction)
+
+    monkeypatch.setattr(word_problems_grpo, "chat_prompts", recording_chat_prompts)
+    options = dict(max_new_tokens=2, num_samples=2, sampled_problems=1)
+    problems = make_problems(2, "test", seed=0)
+    evaluate_word_problems(_tiny_smollm2(), _tokenizer(), problems, **options)
+    assert seen == [INSTRUCTION, INSTRUCTION]  # greedy, then sampled
+    seen.clear()
+    evaluate_word_problems(_tiny_smollm2(), _tokenizer(), problems, instruction=WORKED_INSTRUCTION, **options)
+    assert seen == [WORKED_INSTRUCTION, WORKED_INSTRUCTION]
+
+
+def test_worked_answer_writes_the_calculation_and_ends_on_the_answer():
+    problems = make_problems(120, "train", seed=5)
+    assert {p.template for p in problems} == set(TEMPLATES)
+    for p in problems:
+        reply = worked_answer(p)
+        left, right = reply.split(" = ")
+        numbers = [int(n) for n in re.findall(r"\d+", left)]
+        assert tuple(numbers) == p.numbers, reply
+        # the operators, applied left to right with * first, give the answer the generator computed
+        assert ANSWERS[p.template](*numbers) == p.answer == int(right) == parse_final_integer(reply), reply
+    assert worked_answer(make_problems(1, "train", seed=0, templates=["mul_add"])[0]).count("*") == 1

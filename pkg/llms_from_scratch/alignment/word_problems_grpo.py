@@ -18,7 +18,7 @@ The GRPO update itself is :mod:`.grpo`'s (advantages, clipped loss, statistics) 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,23 @@ import torch.nn as nn
 from ..serving.generation import left_pad, stream
 from .addition import pass_at_k
 from .grpo import GRPOConfig, RewardFn, grpo_step, train_grpo
+from .logprobs import completion_logprobs, masked_mean
 from .rl_loop import EvaluateFn
 from .rollouts import Rollouts
 from .word_problems import WordProblem, parse_final_integer
 
 INSTRUCTION = "Answer with a single number."
+# the stricter instruction of the answer-format warm-up: one short line that ends on the result
+WORKED_INSTRUCTION = "Reply with one line: the calculation, then = and the result."
+
+# each template's calculation, its numbers in the order the story gives them
+EQUATIONS = {"add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "add_sub": "{0} + {1} - {2}",
+             "mul_add": "{0} * {1} + {2}", "sub_sub": "{0} - {1} - {2}"}
+
+
+def worked_answer(problem: WordProblem) -> str:
+    """The reply the warm-up teaches: the problem's calculation and its result, e.g. ``"18 + 6 - 8 = 16"``."""
+    return f"{EQUATIONS[problem.template].format(*problem.numbers)} = {problem.answer}"
 
 
 def chat_prompts(tokenizer: Any, problems: Sequence[WordProblem], instruction: str = INSTRUCTION) -> list[list[int]]:
@@ -102,6 +114,49 @@ def train_grpo_cached(policy: nn.Module, reference: nn.Module | None, prompts: S
                       progress=progress, sampler=cached_rollouts, skip_flat_batches=True)
 
 
+def answer_format_sft(model: nn.Module, tokenizer: Any, problems: Sequence[WordProblem], *, steps: int,
+                      batch_size: int, learning_rate: float, instruction: str = WORKED_INSTRUCTION,
+                      reply: Callable[[WordProblem], str] = worked_answer, seed: int = 0) -> list[float]:
+    """A short SFT warm-up on the answer format: each problem's chat prompt (with ``instruction``) followed by
+    ``reply(problem)`` and the end token, the loss on the reply tokens only. Trains the parameters that require
+    gradients (see :func:`train_top_blocks`); returns the loss of each step, measured before that step's update.
+
+    The replies are short and end on the result, so that sampled replies reach their number within a few
+    tokens; whether that number is right for problems the model has not seen is what GRPO then rewards.
+    """
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps and batch_size must be >= 1, got {steps} and {batch_size}")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("no parameter requires gradients; call train_top_blocks(model, n) first")
+    eos = tokenizer.eos_ids[0]
+    prompts = chat_prompts(tokenizer, problems, instruction)
+    replies = [tokenizer.encode(reply(p)) + [eos] for p in problems]
+    optimizer = torch.optim.AdamW(trainable, lr=learning_rate, weight_decay=0.0)
+    order = torch.randperm(len(problems), generator=torch.Generator().manual_seed(seed)).tolist()
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.train()
+    losses = []
+    try:
+        for step in range(steps):
+            # consecutive slices of one shuffled order, wrapping around when the problems run out
+            rows = [order[(step * batch_size + i) % len(order)] for i in range(batch_size)]
+            prompt_ids, prompt_mask = (t.to(device) for t in left_pad([prompts[r] for r in rows], eos))
+            width = max(len(replies[r]) for r in rows)
+            reply_ids = torch.tensor([replies[r] + [eos] * (width - len(replies[r])) for r in rows], device=device)
+            reply_mask = torch.tensor([[i < len(replies[r]) for i in range(width)] for r in rows], device=device)
+            logprobs = completion_logprobs(model, prompt_ids, prompt_mask, reply_ids, reply_mask)  # (batch, width)
+            loss = -masked_mean(logprobs, reply_mask)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    finally:
+        model.train(was_training)
+    return losses
+
+
 @torch.no_grad()
 def answer_counts(model: nn.Module, tokenizer: Any, problems: Sequence[WordProblem], *, max_new_tokens: int,
                   num_samples: int = 1, temperature: float = 0.0, seed: int = 0, batch_size: int = 32,
@@ -127,13 +182,16 @@ def answer_counts(model: nn.Module, tokenizer: Any, problems: Sequence[WordProbl
 
 def evaluate_word_problems(model: nn.Module, tokenizer: Any, problems: Sequence[WordProblem], *,
                            max_new_tokens: int, num_samples: int = 4, temperature: float = 1.0, seed: int = 0,
-                           sampled_problems: int | None = None) -> dict[str, Any]:
+                           sampled_problems: int | None = None, instruction: str = INSTRUCTION) -> dict[str, Any]:
     """Greedy pass@1 on ``problems``; sampled pass@1 and pass@``num_samples`` on the first ``sampled_problems``
-    of them (all by default); the greedy replies, and greedy pass@1 per template."""
-    greedy, replies = answer_counts(model, tokenizer, problems, max_new_tokens=max_new_tokens)
+    of them (all by default); the greedy replies, and greedy pass@1 per template. ``instruction`` follows each
+    problem in the prompt, as in :func:`chat_prompts`."""
+    greedy, replies = answer_counts(model, tokenizer, problems, max_new_tokens=max_new_tokens,
+                                    instruction=instruction)
     sampled_set = problems[:sampled_problems] if sampled_problems is not None else problems
     sampled, _ = answer_counts(model, tokenizer, sampled_set, max_new_tokens=max_new_tokens,
-                               num_samples=num_samples, temperature=temperature, seed=seed)
+                               num_samples=num_samples, temperature=temperature, seed=seed,
+                               instruction=instruction)
     by_template: dict[str, list[int]] = {}
     for problem, count in zip(problems, greedy):
         by_template.setdefault(problem.template, []).append(count)
