@@ -11,7 +11,13 @@ Cases, all greedy from the same 16-token prompts at batch 1 and 8, in one proces
   measuring for the batch size, with bfloat16 activations allowed for the quantized products (what
   `generate --dtype auto` does); `--activations float32` keeps them in float32;
 * **ours int8-dynamic (W8A8)**: the int8 model, with kernels that also quantize each decode step's activations
-  to 8 bits allowed to race the others (`generate --quantize int8-dynamic`).
+  to 8 bits allowed to race the others (`generate --quantize int8-dynamic`);
+* **ours int8 compiled** (with `--compile`): the int8 model with its decode step compiled by TorchInductor
+  (`nn.compiled_decoding`, `generate --quantize int8 --compile`), wrapping the very model of **ours int8**
+  (same kernels, so the same tokens are expected); the compile time and the result of the race between compiled
+  and plain steps are printed, and the compiled step is timed whichever won.
+
+`--cases` keeps only the named cases (transformers fp32, the reference, always runs).
 
 Rounds alternate the order of the cases (forward, then reversed) so that background load hits all alike; each
 case reports the median tokens/s over rounds (min-max) and the CPU time the process spent per token (less
@@ -107,7 +113,8 @@ def kv_bytes(cfg, tokens: int, element_size: int) -> int:
     return 2 * cfg.n_layers * cfg.n_kv_groups * cfg.head_dim * tokens * element_size
 
 
-def build_cases(batch: int, activations: str) -> dict[str, torch.nn.Module]:
+def build_cases(batch: int, activations: str, compile_step: bool = False, only: list[str] | None = None
+                ) -> dict[str, torch.nn.Module]:
     import transformers
 
     from llms_from_scratch.models import load_pretrained, resolve
@@ -123,15 +130,31 @@ def build_cases(batch: int, activations: str) -> dict[str, torch.nn.Module]:
     def quantized(scheme: str) -> torch.nn.Module:
         return load_gguf_quantized(path, scheme, rows=batch, activations=allowed)
 
-    return {
-        "transformers fp32": theirs,
-        "ours fp32": prepare_for_decoding(ours, batch),
-        "ours bf16": prepare_for_decoding(copy.deepcopy(ours).to(torch.bfloat16), batch),
-        "ours int8": quantized("int8"),
-        "ours int8-dynamic (W8A8)": load_gguf_quantized(path, "int8", rows=batch, activations=(*allowed, torch.int8)),
-        "ours int4": quantized("int4"),
-        "ours GGUF (Q4_1 + Q8_0)": quantized("gguf"),
+    def compiled(model: torch.nn.Module | None) -> torch.nn.Module:
+        from llms_from_scratch.nn.compiled_decoding import CompiledDecoding, compile_for_decoding
+
+        model = model if model is not None else quantized("int8")  # the same kernels as "ours int8" if timed
+        _, report = compile_for_decoding(model, batch)
+        print(f"ours int8 compiled: warm-up (compiling) {report.compile_s:.1f} s; decode step compiled "
+              f"{report.compiled_step_s * 1e3:.1f} ms vs plain {report.plain_step_s * 1e3:.1f} ms, the race kept "
+              f"{report.chosen}")
+        return CompiledDecoding(model)  # the compiled code is cached: no second compile
+
+    builders = {
+        "ours fp32": lambda: prepare_for_decoding(ours, batch),
+        "ours bf16": lambda: prepare_for_decoding(copy.deepcopy(ours).to(torch.bfloat16), batch),
+        "ours int8": lambda: quantized("int8"),
+        "ours int8-dynamic (W8A8)": lambda: load_gguf_quantized(path, "int8", rows=batch,
+                                                                activations=(*allowed, torch.int8)),
+        "ours int4": lambda: quantized("int4"),
+        "ours GGUF (Q4_1 + Q8_0)": lambda: quantized("gguf"),
     }
+    cases = {"transformers fp32": theirs}
+    cases.update((name, build()) for name, build in builders.items() if only is None or name in only)
+    if compile_step:
+        cases["ours int8 compiled"] = compiled(cases.get("ours int8"))
+    cases.setdefault("ours fp32", ours)  # its config is read below; not timed unless asked for
+    return cases
 
 
 def kernels_line(model: torch.nn.Module) -> str:
@@ -157,20 +180,21 @@ def decode(name: str, model: torch.nn.Module, ids: torch.Tensor, new_tokens: int
 
 
 def run_batch(batch: int, args: argparse.Namespace, bandwidth: float) -> None:
-    cases = build_cases(batch, args.activations)
+    cases = build_cases(batch, args.activations, args.compile, args.cases)
+    timed = [name for name in cases if args.cases is None or name in args.cases or name.startswith("transformers")]
     print(f"\n## batch {batch}\nkernels chosen here (one decode step of {batch} rows):")
     for name, model in cases.items():
         if "int" in name or "GGUF" in name:
             print(f"  {name}: {kernels_line(model)}")
     ids = torch.randint(100, 20000, (batch, PROMPT_TOKENS), generator=torch.Generator().manual_seed(0))
-    for name, model in cases.items():  # warm-up
-        decode(name, model, ids, 4)
-    speeds: dict[str, list[float]] = {name: [] for name in cases}
-    cpu_ms: dict[str, list[float]] = {name: [] for name in cases}
+    for name in timed:  # warm-up
+        decode(name, cases[name], ids, 4)
+    speeds: dict[str, list[float]] = {name: [] for name in timed}
+    cpu_ms: dict[str, list[float]] = {name: [] for name in timed}
     tokens: dict[str, torch.Tensor] = {}
     pressures, loads = [], []
     for r in range(args.rounds):
-        order = list(cases) if r % 2 == 0 else list(reversed(cases))
+        order = timed if r % 2 == 0 else timed[::-1]
         for name in order:
             pressures.append(cpu_pressure())
             loads.append(os.getloadavg()[0])
@@ -190,12 +214,13 @@ def run_batch(batch: int, args: argparse.Namespace, bandwidth: float) -> None:
     print("\n| case | tok/s median (min-max) | vs transformers fp32 | CPU ms per token | MB read per token | "
           "bound tok/s | of bound | tokens equal to transformers |")
     print("|---|---|---|---|---|---|---|---|")
-    for name, model in cases.items():
+    for name in timed:
+        model = cases[name]
         if name.startswith("transformers"):
             nbytes = sum(p.nbytes for n, p in model.named_parameters() if "embed_tokens" not in n)
             nbytes += model.lm_head.weight.nbytes  # tied: the head reads the whole embedding matrix
         else:
-            nbytes = step_bytes(model)
+            nbytes = step_bytes(getattr(model, "model", model))  # a compiled step reads the wrapped model's
         element = 2 if name.endswith("bf16") else 4
         per_token = nbytes / batch + kv_bytes(cfg, mid_context, element)
         bound = bandwidth * 1e9 / per_token
@@ -204,6 +229,9 @@ def run_batch(batch: int, args: argparse.Namespace, bandwidth: float) -> None:
         print(f"| {name} | {med:.1f} ({min(speeds[name]):.1f}-{max(speeds[name]):.1f}) | {med / base:.2f}x | "
               f"{statistics.median(cpu_ms[name]):.1f} | {per_token / 1e6:.0f} | {bound:.0f} | {med / bound:.0%} | "
               f"{same}/{reference.numel()} |")
+    if "ours int8 compiled" in tokens and "ours int8" in tokens:
+        same = int((tokens["ours int8 compiled"] == tokens["ours int8"]).sum()) - ids.numel()
+        print(f"\nours int8 compiled: {same}/{reference.numel()} tokens equal to ours int8 (uncompiled)")
     del cases
 
 
@@ -216,6 +244,10 @@ def main() -> None:
     parser.add_argument("--activations", choices=["auto", "float32"], default="auto",
                         help="auto: quantized products may run on bfloat16 activations where measured faster; "
                              "float32: always float32")
+    parser.add_argument("--compile", action="store_true",
+                        help="add the case 'ours int8 compiled' (TorchInductor; compiling takes a while)")
+    parser.add_argument("--cases", nargs="+", default=None,
+                        help="time only these cases, e.g. 'ours int8' 'ours int8 compiled' (transformers fp32 always)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -165,12 +165,16 @@ def test_quantize_applies_to_the_books_checkpoint(book_checkpoint, monkeypatch, 
         assert torch.equal(loaded(ids), expected(ids))
 
 
-def test_int8_dynamic_is_refused_for_the_books_checkpoint_before_it_loads(book_checkpoint, monkeypatch, capsys):
+@pytest.mark.parametrize(("option", "message"), [
+    (["--quantize", "int8-dynamic"], "--quantize int8-dynamic needs one-token decode steps"),
+    (["--compile"], "--compile compiles one-token decode steps"),
+])
+def test_decode_step_options_are_refused_for_the_books_checkpoint_before_it_loads(book_checkpoint, monkeypatch,
+                                                                                  capsys, option, message):
     import llms_from_scratch.cli.generate as generate_command
 
     monkeypatch.setattr(generate_command, "load_from_checkpoint", lambda *a: pytest.fail("loaded a model"))
     with pytest.raises(SystemExit) as info:
-        main(["generate", "-p", "Hi", "--device", "cpu", "--checkpoint", str(book_checkpoint[0]),
-              "--quantize", "int8-dynamic"])
+        main(["generate", "-p", "Hi", "--device", "cpu", "--checkpoint", str(book_checkpoint[0]), *option])
     assert info.value.code == 2
-    assert "--quantize int8-dynamic needs one-token decode steps" in capsys.readouterr().err
+    assert message in capsys.readouterr().err

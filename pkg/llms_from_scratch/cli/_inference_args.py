@@ -16,6 +16,10 @@ memory line that ``generate --benchmark`` prints. Not a command itself.
 With ``--dtype auto`` the quantized products may run on bfloat16 activations where that is measured faster on
 this machine (norms, attention and the KV cache stay float32); ``--dtype float32`` keeps every product in
 float32, ``--dtype bfloat16`` runs the whole model in bfloat16.
+
+``--compile`` (any model, CPU or GPU) compiles the decode step with TorchInductor (``nn/compiled_decoding.py``): a
+one-off cost of seconds to minutes, printed to stderr with the step times it measured; the compiled step is kept
+only where it was faster than the plain one.
 """
 
 from __future__ import annotations
@@ -35,10 +39,34 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
                              "int8-dynamic: int8, and decoding may quantize the activations to 8 bits too where "
                              "faster (other numbers than int8); default: a .gguf model keeps the formats its file "
                              "stores (Q8_0/Q4_0/Q4_1 stay quantized), other models load in float")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the decode step with TorchInductor (takes a while once; kept only where "
+                             "measured faster than the plain step)")
 
 
 def load_for_inference(args: argparse.Namespace, device: Any, dtype: Any) -> tuple[Any, Any]:
-    """Model and tokenizer for ``args.model`` as ``--quantize``, ``--dtype`` and ``--no-autotune`` ask."""
+    """Model and tokenizer for ``args.model`` as ``--quantize``, ``--dtype``, ``--no-autotune`` and ``--compile``
+    ask."""
+    model, tokenizer = _load(args, device, dtype)
+    if getattr(args, "compile", False):
+        model = _compiled(model)
+    return model, tokenizer
+
+
+def _compiled(model: Any) -> Any:
+    """``model`` with its decode step compiled where faster (``--compile``); says on stderr what that cost."""
+    import sys
+
+    from ..nn.compiled_decoding import compile_for_decoding
+
+    print("compiling the decode step (once per process) ...", file=sys.stderr, flush=True)
+    fast, report = compile_for_decoding(model)
+    print(f"compiled in {report.compile_s:.1f} s; decode step {report.compiled_step_s * 1e3:.1f} ms compiled, "
+          f"{report.plain_step_s * 1e3:.1f} ms plain: using the {report.chosen} step", file=sys.stderr)
+    return fast
+
+
+def _load(args: argparse.Namespace, device: Any, dtype: Any) -> tuple[Any, Any]:
     from .zoo import load_model_and_tokenizer
 
     source = _gguf_source(args.model)
@@ -65,13 +93,17 @@ def _check_dynamic(device: Any, dtype: Any) -> None:
                          "--dtype float32 or auto, or --quantize int8")
 
 
-def check_book_quantize(scheme: str | None) -> None:
-    """Refuse a ``--quantize`` value that the book's ``GPTModel`` cannot use (before its weights load)."""
+def check_book_quantize(scheme: str | None, compile_step: bool = False) -> None:
+    """Refuse a ``--quantize`` value (or ``--compile``) that the book's ``GPTModel`` cannot use (before its
+    weights load)."""
     from .errors import UsageError
 
     if scheme == "int8-dynamic":
         raise UsageError("--quantize int8-dynamic needs one-token decode steps, which chapter 5's generate does not "
                          "take with --checkpoint/--gpt2: use --quantize int8")
+    if compile_step:
+        raise UsageError("--compile compiles one-token decode steps with a KV cache, which chapter 5's generate "
+                         "does not take with --checkpoint/--gpt2: leave --compile out")
 
 
 def quantize_book_model(model: Any, scheme: str | None) -> Any:

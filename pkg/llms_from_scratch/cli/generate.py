@@ -156,7 +156,7 @@ def run_book_model(args: argparse.Namespace) -> int:
     from ..ch05 import generate, text_to_token_ids, token_ids_to_text
 
     device, dtype = resolve_device(args.device, args.dtype)
-    check_book_quantize(args.quantize)
+    check_book_quantize(args.quantize, getattr(args, "compile", False))
     model, tokenizer = load_from_checkpoint(args.checkpoint) if args.checkpoint else load_gpt2(args.gpt2)
     model = quantize_book_model(model, args.quantize)
     model.to(device=device, dtype=dtype).eval()
