@@ -113,8 +113,8 @@ def kv_bytes(cfg, tokens: int, element_size: int) -> int:
     return 2 * cfg.n_layers * cfg.n_kv_groups * cfg.head_dim * tokens * element_size
 
 
-def build_cases(batch: int, activations: str, compile_step: bool = False, only: list[str] | None = None
-                ) -> dict[str, torch.nn.Module]:
+def build_cases(batch: int, activations: str, compile_step: bool = False, only: list[str] | None = None,
+                new_tokens: int = 64) -> dict[str, torch.nn.Module]:
     import transformers
 
     from llms_from_scratch.models import load_pretrained, resolve
@@ -134,7 +134,8 @@ def build_cases(batch: int, activations: str, compile_step: bool = False, only: 
         from llms_from_scratch.nn.compiled_decoding import CompiledDecoding, compile_for_decoding
 
         model = model if model is not None else quantized("int8")  # the same kernels as "ours int8" if timed
-        _, report = compile_for_decoding(model, batch)
+        # the race in a cache of the size the timed runs use (the compiled step's time grows with it)
+        _, report = compile_for_decoding(model, batch, max_length=PROMPT_TOKENS + new_tokens)
         print(f"ours int8 compiled: warm-up (compiling) {report.compile_s:.1f} s; decode step compiled "
               f"{report.compiled_step_s * 1e3:.1f} ms vs plain {report.plain_step_s * 1e3:.1f} ms, the race kept "
               f"{report.chosen}")
@@ -180,7 +181,7 @@ def decode(name: str, model: torch.nn.Module, ids: torch.Tensor, new_tokens: int
 
 
 def run_batch(batch: int, args: argparse.Namespace, bandwidth: float) -> None:
-    cases = build_cases(batch, args.activations, args.compile, args.cases)
+    cases = build_cases(batch, args.activations, args.compile, args.cases, args.new_tokens)
     timed = [name for name in cases if args.cases is None or name in args.cases or name.startswith("transformers")]
     print(f"\n## batch {batch}\nkernels chosen here (one decode step of {batch} rows):")
     for name, model in cases.items():

@@ -123,13 +123,33 @@ def test_generate_chat_and_serve_take_the_compile_option(tiny_gguf, monkeypatch,
         assert build_parser().parse_args(argv).compile
     real = cd.compile_for_decoding
     # TorchDynamo without code generation: the same wrapper, traced and raced, in seconds
-    monkeypatch.setattr(cd, "compile_for_decoding", lambda model: real(model, rounds=1, steps=2, backend="eager"))
+    lengths = []
+
+    def quick_compile(model, max_length=None):
+        lengths.append(max_length)
+        return real(model, rounds=1, steps=2, backend="eager", max_length=max_length)
+
+    monkeypatch.setattr(cd, "compile_for_decoding", quick_compile)
     inference_args._load_quantized.cache_clear()
     plain_text, _ = cli_generate(tiny_gguf, capsys)
     text, err = cli_generate(tiny_gguf, capsys, "--compile")
     inference_args._load_quantized.cache_clear()
     assert text == plain_text
     assert "compiling the decode step" in err and "compiled in " in err and " step" in err.splitlines()[-1]
+    assert len(lengths) == 1 and lengths[0] >= 6 + 2  # the race's cache holds the prompt and the 6 new tokens
+
+
+def test_the_race_runs_in_a_cache_of_the_length_asked_for(monkeypatch):
+    """The compiled step's time depends on the cache's size, so the race allocates what requests will."""
+    model = tiny_int8()
+    sizes = []
+    real_new_cache = model.new_cache
+    monkeypatch.setattr(model, "new_cache", lambda rows, length: sizes.append(length) or real_new_cache(rows, length))
+    compile_for_decoding(model, rounds=1, steps=2, backend="eager", max_length=200)
+    assert sizes and max(sizes) == 200
+    sizes.clear()
+    compile_for_decoding(model, rounds=1, steps=2, backend="eager")  # default: the context, at most 4096
+    assert max(sizes) == min(model.cfg.context_length, 4096)
 
 
 @pytest.mark.slow

@@ -49,18 +49,27 @@ def load_for_inference(args: argparse.Namespace, device: Any, dtype: Any) -> tup
     ask."""
     model, tokenizer = _load(args, device, dtype)
     if getattr(args, "compile", False):
-        model = _compiled(model)
+        model = _compiled(model, _cache_length(args, tokenizer))
     return model, tokenizer
 
 
-def _compiled(model: Any) -> Any:
+def _cache_length(args: argparse.Namespace, tokenizer: Any) -> int | None:
+    """The cache slots ``generate`` will allocate (prompt plus new tokens); None for chat and serve, whose
+    requests vary (the race then uses its default)."""
+    prompt, new_tokens = getattr(args, "prompt", None), getattr(args, "max_new_tokens", None)
+    if prompt is None or new_tokens is None:
+        return None
+    return len(tokenizer.encode(prompt)) + 1 + int(new_tokens)  # + 1: a BOS token some chat formats add
+
+
+def _compiled(model: Any, max_length: int | None) -> Any:
     """``model`` with its decode step compiled where faster (``--compile``); says on stderr what that cost."""
     import sys
 
     from ..nn.compiled_decoding import compile_for_decoding
 
     print("compiling the decode step (once per process) ...", file=sys.stderr, flush=True)
-    fast, report = compile_for_decoding(model)
+    fast, report = compile_for_decoding(model, max_length=max_length)
     print(f"compiled in {report.compile_s:.1f} s; decode step {report.compiled_step_s * 1e3:.1f} ms compiled, "
           f"{report.plain_step_s * 1e3:.1f} ms plain: using the {report.chosen} step", file=sys.stderr)
     return fast
