@@ -15,7 +15,6 @@ runs in an environment of its own, with the package on the path::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import tempfile
@@ -39,7 +38,7 @@ from llms_from_scratch.alignment.addition_recipe import load_or_train_sft
 from llms_from_scratch.alignment.hf_gpt2 import hf_addition_tokenizer, hf_gpt2_model, load_hf_state_into_gpt
 from llms_from_scratch.alignment.ppo import PolicyWithValueHead, train_ppo
 from llms_from_scratch.alignment.ppo_addition import PPOAdditionRecipe
-from llms_from_scratch.alignment.seed_runs import load_average, print_runs_table, save_run
+from llms_from_scratch.alignment.seed_runs import comparison_parser, print_runs_table, run_seeds
 
 
 # ----------------------------------------------------------------------------------------------- the reward
@@ -164,13 +163,7 @@ def run_trl(sft: nn.Module, cfg: dict, recipe: PPOAdditionRecipe, split, tokeniz
 
 # ----------------------------------------------------------------------------------------------- the table
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--steps", type=int, default=None, help="PPO steps (default: the notebook's 100)")
-    parser.add_argument("--out", default="compare-trl-ppo", help="folder for sft.pth and the results")
-    parser.add_argument("--only", choices=["ours", "trl"], default=None,
-                        help="run one implementation (two processes can then run side by side)")
-    parser.add_argument("--table", action="store_true", help="only print the table of the results in --out")
+    parser = comparison_parser(__doc__.split("\n")[0], "PPO", 100, "compare-trl-ppo")
     args = parser.parse_args()
     out = Path(args.out)
     if args.table:
@@ -193,14 +186,9 @@ def main() -> None:
     print(f"{versions}; SFT: {record['steps']} steps, test greedy pass@1 {record['test']['greedy_pass@1']:.3f}")
     runners = {"ours": lambda s: run_ours(sft, recipe, split, tokenizer, s),
                "trl": lambda s: run_trl(sft, cfg, recipe, split, tokenizer, s)}
-    for name in [args.only] if args.only else list(runners):
-        for seed in args.seeds:
-            r = runners[name](seed)
-            print(f"{name} seed {seed}: greedy pass@1 {r['after']['greedy_pass@1']:.3f}, "
-                  f"{r['seconds']:.0f} s, load {load_average()}", flush=True)
-            save_run(out, name, seed, r, versions=versions if name == "trl" else f"torch {torch.__version__}",
-                     samples=recipe.ppo.steps * recipe.ppo.prompts_per_step,
-                     hyperparameters=dataclasses.asdict(recipe.ppo), before=record["test"])
+    run_seeds(out, runners, args.seeds, args.only, versions={"ours": f"torch {torch.__version__}", "trl": versions},
+              samples=recipe.ppo.steps * recipe.ppo.prompts_per_step, hyperparameters=dataclasses.asdict(recipe.ppo),
+              before=record["test"])
     print_runs_table(out, "PPO", ('KL', 'kl'))
 
 

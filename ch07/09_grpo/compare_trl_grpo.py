@@ -15,7 +15,6 @@ own, with the package on the path::
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import tempfile
@@ -37,7 +36,7 @@ from llms_from_scratch.alignment.addition import (
 from llms_from_scratch.alignment.addition_recipe import AdditionRecipe, load_or_train_sft
 from llms_from_scratch.alignment.grpo import train_grpo
 from llms_from_scratch.alignment.hf_gpt2 import hf_addition_tokenizer, hf_gpt2_model, load_hf_state_into_gpt
-from llms_from_scratch.alignment.seed_runs import load_average, print_runs_table, save_run
+from llms_from_scratch.alignment.seed_runs import comparison_parser, print_runs_table, run_seeds
 
 
 def trl_reward(tokenizer: AdditionTokenizer):
@@ -131,13 +130,7 @@ def run_trl(sft: nn.Module, cfg: dict, recipe: AdditionRecipe, split, tokenizer:
 
 # ----------------------------------------------------------------------------------------------- the table
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--steps", type=int, default=None, help="GRPO steps (default: the notebook's 300)")
-    parser.add_argument("--out", default="compare-trl-grpo", help="folder for sft.pth and the results")
-    parser.add_argument("--only", choices=["ours", "trl"], default=None,
-                        help="run one implementation (two processes can then run side by side)")
-    parser.add_argument("--table", action="store_true", help="only print the table of the results in --out")
+    parser = comparison_parser(__doc__.split("\n")[0], "GRPO", 300, "compare-trl-grpo")
     args = parser.parse_args()
     out = Path(args.out)
     if args.table:
@@ -160,14 +153,9 @@ def main() -> None:
     print(f"{versions}; SFT: {record['steps']} steps, test greedy pass@1 {record['test']['greedy_pass@1']:.3f}")
     runners = {"ours": lambda s: run_ours(sft, recipe, split, tokenizer, s),
                "trl": lambda s: run_trl(sft, cfg, recipe, split, tokenizer, s)}
-    for name in [args.only] if args.only else list(runners):
-        for seed in args.seeds:
-            r = runners[name](seed)
-            print(f"{name} seed {seed}: greedy pass@1 {r['after']['greedy_pass@1']:.3f}, "
-                  f"{r['seconds']:.0f} s, load {load_average()}", flush=True)
-            save_run(out, name, seed, r, versions=versions if name == "trl" else f"torch {torch.__version__}",
-                     samples=recipe.grpo.steps * recipe.grpo.prompts_per_step * recipe.grpo.group_size,
-                     hyperparameters=dataclasses.asdict(recipe.grpo), before=record["test"])
+    run_seeds(out, runners, args.seeds, args.only, versions={"ours": f"torch {torch.__version__}", "trl": versions},
+              samples=recipe.grpo.steps * recipe.grpo.prompts_per_step * recipe.grpo.group_size,
+              hyperparameters=dataclasses.asdict(recipe.grpo), before=record["test"])
     print_runs_table(out, "GRPO", ('zero-var groups', 'zero_variance'))
 
 

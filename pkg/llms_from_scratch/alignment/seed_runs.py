@@ -9,9 +9,11 @@ evaluation after training under ``after``, per-step training curves, ``seconds``
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +96,31 @@ def print_runs_table(out: str | os.PathLike, method: str, curve: tuple[str, str]
                   f"{mean_std([r['after'][key] for r in record['runs']])}")
         print(f"{name:<6} {record['versions']}; {record['cpu']}, {record['threads']} torch thread(s), load average "
               f"at the end {record['load_average']}")
+
+
+def comparison_parser(description: str, method: str, default_steps: int, default_out: str) -> argparse.ArgumentParser:
+    """The command line both comparison scripts share: seeds, steps, output folder, one implementation only, or
+    just the table of what is there."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"{method} steps (default: the notebook's {default_steps})")
+    parser.add_argument("--out", default=default_out, help="folder for sft.pth and the results")
+    parser.add_argument("--only", choices=["ours", "trl"], default=None,
+                        help="run one implementation (two processes can then run side by side)")
+    parser.add_argument("--table", action="store_true", help="only print the table of the results in --out")
+    return parser
+
+
+def run_seeds(out: str | os.PathLike, runners: dict[str, Callable[[int], dict[str, Any]]], seeds: list[int],
+              only: str | None, *, versions: dict[str, str], samples: int, hyperparameters: dict[str, Any],
+              before: dict[str, float]) -> None:
+    """Run ``runners[name](seed)`` for each implementation (or ``only`` one) and seed, saving each result as it
+    comes (:func:`save_run`; ``versions[name]`` names the libraries it ran on)."""
+    for name in [only] if only else list(runners):
+        for seed in seeds:
+            run = runners[name](seed)
+            print(f"{name} seed {seed}: greedy pass@1 {run['after']['greedy_pass@1']:.3f}, "
+                  f"{run['seconds']:.0f} s, load {load_average()}", flush=True)
+            save_run(out, name, seed, run, versions=versions[name], samples=samples,
+                     hyperparameters=hyperparameters, before=before)
