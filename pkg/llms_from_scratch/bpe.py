@@ -59,6 +59,21 @@ def bytes_to_unicode() -> dict[int, str]:
     return mapping
 
 
+def training_pieces(text: str, vocab_size: int, allowed_special: Collection[str]) -> tuple[list[str], list[str]]:
+    """Check a training request and cut the text at its special tokens (no merge may span one): returns the
+    special tokens, sorted, and the pieces of text between them."""
+    specials = sorted(set(allowed_special))
+    if vocab_size < 256 + len(specials):
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small: the 256 byte tokens and {len(specials)} special token(s) "
+            f"alone need {256 + len(specials)}"
+        )
+    if not text:
+        raise ValueError("the training text is empty")
+    pieces = regex.split("|".join(regex.escape(s) for s in specials), text) if specials else [text]
+    return specials, pieces
+
+
 class BPETokenizer:
     """A byte-level BPE tokenizer with GPT-2's pre-tokenization.
 
@@ -150,17 +165,8 @@ class BPETokenizer:
         Pair counts are kept up to date incrementally: a merge only touches the chunks that contain the merged
         pair, so each step costs time in proportion to those chunks, not to the whole text.
         """
-        specials = sorted(set(allowed_special))
-        if vocab_size < 256 + len(specials):
-            raise ValueError(
-                f"vocab_size={vocab_size} is too small: the 256 byte tokens and {len(specials)} special token(s) "
-                f"alone need {256 + len(specials)}"
-            )
-        if not text:
-            raise ValueError("the training text is empty")
-
+        specials, pieces = training_pieces(text, vocab_size, allowed_special)
         # Pre-tokenize and count identical chunks once: "the" may occur thousands of times but is merged once.
-        pieces = regex.split("|".join(regex.escape(s) for s in specials), text) if specials else [text]
         chunk_counts = Counter(chunk for piece in pieces for chunk in self._split.findall(piece))
         words = [list(chunk.encode("utf-8")) for chunk in chunk_counts]  # each chunk as a list of token ids
         freqs = list(chunk_counts.values())

@@ -37,9 +37,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection
 
-import regex
-
-from ..bpe import END_OF_TEXT, GPT2_SPLIT_PATTERN, learn_merges, merge_lowest_rank_first
+from ..bpe import END_OF_TEXT, GPT2_SPLIT_PATTERN, learn_merges, merge_lowest_rank_first, training_pieces
 from .superword import SuperBPETokenizer
 
 FORMAT_NAME = "llms-from-scratch-boundlessbpe"
@@ -78,23 +76,14 @@ class BoundlessBPETokenizer(SuperBPETokenizer):
         The size counts the 256 byte tokens and the special tokens. Training stops early when no pair occurs
         twice, and the vocabulary is then smaller than ``vocab_size``.
         """
-        specials = sorted(set(allowed_special))
+        specials, pieces = training_pieces(text, vocab_size, allowed_special)
         budget = vocab_size - 256 - len(specials)
-        if budget < 0:
-            raise ValueError(
-                f"vocab_size={vocab_size} is too small: the 256 byte tokens and {len(specials)} special token(s) "
-                f"alone need {256 + len(specials)}"
-            )
         if transition_vocab_size is not None and not 256 + len(specials) <= transition_vocab_size <= vocab_size:
             raise ValueError(
                 f"transition_vocab_size={transition_vocab_size} must lie between {256 + len(specials)} (bytes and "
                 f"special tokens) and vocab_size={vocab_size}"
             )
-        if not text:
-            raise ValueError("the training text is empty")
-
         # Runs of word chunks between non-word chunks, each distinct run once; every chunk is also counted alone.
-        pieces = regex.split("|".join(regex.escape(s) for s in specials), text) if specials else [text]
         run_counts = Counter(run for piece in pieces for run in self.groups(piece))
         chunk_counts: Counter[str] = Counter()
         for run, count in run_counts.items():

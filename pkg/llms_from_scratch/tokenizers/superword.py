@@ -24,7 +24,15 @@ from pathlib import Path
 
 import regex
 
-from ..bpe import END_OF_TEXT, GPT2_SPLIT_PATTERN, BPETokenizer, learn_merges, merge_lowest_rank_first, valid_unicode
+from ..bpe import (
+    END_OF_TEXT,
+    GPT2_SPLIT_PATTERN,
+    BPETokenizer,
+    learn_merges,
+    merge_lowest_rank_first,
+    training_pieces,
+    valid_unicode,
+)
 from ..files import atomic_path
 
 FORMAT_NAME = "llms-from-scratch-superbpe"
@@ -117,7 +125,7 @@ class SuperBPETokenizer(BPETokenizer):
         self._rebuild()
 
         # Stage 2: each distinct group once, as the concatenation of its chunks' stage-1 tokens.
-        pieces = regex.split("|".join(regex.escape(s) for s in specials), text) if specials else [text]
+        _, pieces = training_pieces(text, vocab_size, specials)
         group_counts = Counter(group for piece in pieces for group in self.groups(piece))
         words = [[i for chunk in group for i in self._encode_chunk(chunk)] for group in group_counts]
         freqs = list(group_counts.values())
