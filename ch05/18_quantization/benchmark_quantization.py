@@ -134,7 +134,7 @@ def build_cases(batch: int, activations: str, compile_step: bool = False, only: 
         from llms_from_scratch.nn.compiled_decoding import CompiledDecoding, compile_for_decoding
 
         model = model if model is not None else quantized("int8")  # the same kernels as "ours int8" if timed
-        # the race in a cache of the size the timed runs use (the compiled step's time grows with it)
+        # the race in a cache of the size the timed runs use
         _, report = compile_for_decoding(model, batch, max_length=PROMPT_TOKENS + new_tokens)
         print(f"ours int8 compiled: warm-up (compiling) {report.compile_s:.1f} s; decode step compiled "
               f"{report.compiled_step_s * 1e3:.1f} ms vs plain {report.plain_step_s * 1e3:.1f} ms, the race kept "

@@ -21,7 +21,8 @@ def test_kv_cache_estimate_equals_the_allocated_cache():
     nb = load_notebook_definitions(ROOT / "ch04/03_kv-cache/kv-cache.ipynb")
     cfg = get_config("qwen3-0.6b", n_layers=3)
     cache = KVCache(cfg.n_layers, 2, cfg.n_kv_groups, cfg.head_dim, 64, dtype=torch.bfloat16)
-    assert nb.kv_cache_bytes(cfg, 64, batch_size=2) == cache.keys.nbytes + cache.values.nbytes
+    allocated = sum(t.nbytes for t in cache.keys_per_layer + cache.values_per_layer)
+    assert nb.kv_cache_bytes(cfg, 64, batch_size=2) == cache.nbytes() == allocated
 
 
 def test_naive_gqa_of_the_notebook_equals_the_package():

@@ -68,6 +68,15 @@ def test_traced_step_gives_the_same_greedy_tokens_and_recompiles_a_bounded_numbe
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
 
 
+def test_a_decode_step_traces_into_one_graph_without_breaks():
+    model = tiny_int8()
+    cache = model.new_cache(1, 12)
+    with torch.no_grad():
+        model(prompts(), None, cache, True)  # prefill
+        explained = torch._dynamo.explain(model.forward)(prompts()[:, :1], None, cache, True)
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
 @pytest.mark.slow
 def test_inductor_step_gives_the_greedy_tokens_of_the_uncompiled_int8_model():
     model = tiny_int8()

@@ -137,7 +137,7 @@ def test_untied_head_and_bfloat16(untied_file):
     as_int8 = load_gguf_quantized(untied_file, kernel="plain")
     assert as_int8.out_head.scheme == "int8"
     half = load_gguf_quantized(untied_file, head="file", dtype=torch.bfloat16, kernel="auto")
-    assert half.new_cache(1, 8).keys.dtype == torch.bfloat16  # the cache follows the model's dtype
+    assert half.new_cache(1, 8).keys_per_layer[0].dtype == torch.bfloat16  # the cache follows the model's dtype
     ids = prompt(3)
     with torch.no_grad():
         expected = load_gguf(untied_file)(ids)

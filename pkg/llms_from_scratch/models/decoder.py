@@ -106,9 +106,9 @@ class DecoderLM(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones(b, t, dtype=torch.bool, device=input_ids.device)
         if cache is not None:
-            start, positions = cache.append_tokens(attention_mask)
+            start, positions = cache.append_tokens(attention_mask, padded=has_padding)
             key_valid = cache.key_valid[:, : start + t]
-            has_padding = has_padding or not bool(key_valid.all())
+            has_padding = cache.has_padding  # padding in any cached slot, this call's included
         else:
             start = 0
             key_valid = attention_mask.bool()

@@ -94,11 +94,10 @@ def compile_for_decoding(model: nn.Module, rows: int = 1, *, rounds: int = 3, st
     :class:`CompileReport`.
 
     ``max_length`` is the number of cache slots the caller's requests will allocate (prompt plus new tokens;
-    default: the model's context length, at most :data:`RACE_MAX_LENGTH`). The race runs in a cache of that size
-    because the compiled step's time grows with the size of the cache it writes into, where the eager step's
-    does not (SmolLM2 with int8 weights, two threads: 21 ms per compiled step against 31 ms plain in a 14-slot cache,
-    60-70 ms against 23-29 ms in a 512-slot one), so a race in a small cache would pick the compiled step for
-    requests it slows down.
+    default: the model's context length, at most :data:`RACE_MAX_LENGTH`). The race runs in a cache of that size,
+    so that it measures the step the caller will run: while the cache was one tensor with a layer axis, the
+    compiled step copied the whole cache once per layer, grew with the cache's size and lost to the plain step in
+    large caches that a race in a short one never saw (``nn/kv_cache.py`` now keeps a buffer per layer).
     """
     if max_length is None:
         max_length = min(int(getattr(model.cfg, "context_length", RACE_MAX_LENGTH)), RACE_MAX_LENGTH)

@@ -8,7 +8,8 @@ length once and writes into slots, and it keeps the bookkeeping that callers oth
 * ``length``: how many slots are filled (the next token goes into slot ``length``);
 * ``key_valid``: which slots hold real tokens rather than left padding, per row;
 * ``next_position``: the position id the next real token of each row gets (padding does not count, so a
-  left-padded row numbers its tokens exactly as it would alone).
+  left-padded row numbers its tokens exactly as it would alone);
+* ``has_padding``: whether any slot written so far was padding (then attention needs an explicit mask).
 
 One object is the whole state: ``reset()`` clears it, nothing else has to be reset alongside.
 :class:`KVCacheBase` holds this bookkeeping; :class:`KVCache` adds buffers of ``max_length`` slots for every
@@ -34,6 +35,9 @@ class KVCacheBase:
         self.max_length = max_length
         self.length = 0
         self._start = 0  # first slot of the tokens currently being processed
+        # a Python flag rather than a look at key_valid: a compiled decode step can branch on it without
+        # leaving its graph (it stays True after a rollback, which only costs an unneeded mask)
+        self.has_padding = False
 
     @property
     def batch_size(self) -> int:
@@ -48,10 +52,12 @@ class KVCacheBase:
         self.next_position.zero_()
         self.length = 0
         self._start = 0
+        self.has_padding = False
 
-    def append_tokens(self, attention_mask: torch.Tensor) -> tuple[int, torch.Tensor]:
+    def append_tokens(self, attention_mask: torch.Tensor, padded: bool | None = None) -> tuple[int, torch.Tensor]:
         """Reserve slots for ``attention_mask.shape[1]`` new tokens (mask 1 = real token, 0 = padding).
 
+        ``padded`` says whether the mask holds any 0 when the caller already knows (None: look at the mask).
         Returns the first reserved slot and the new tokens' position ids (batch, tokens). Layers then store
         their keys and values with :meth:`write`.
         """
@@ -66,6 +72,7 @@ class KVCacheBase:
         mask = attention_mask.to(device=self.key_valid.device, dtype=torch.bool)
         start = self.length
         self.key_valid[:, start : start + n_new] = mask
+        self.has_padding = self.has_padding or (not bool(mask.all()) if padded is None else padded)
         # real tokens count up from the row's next position; padding gets a harmless position
         positions = self.next_position[:, None] + mask.long().cumsum(dim=-1) - 1
         positions = positions.clamp(min=0)
@@ -95,7 +102,13 @@ class KVCacheBase:
 
 
 class KVCache(KVCacheBase):
-    """Every layer keeps all ``max_length`` slots, allocated once."""
+    """Every layer keeps all ``max_length`` slots, allocated once.
+
+    Each layer has buffers of its own (``keys_per_layer[layer]``: batch, n_kv_groups, max_length, head_dim)
+    rather than one tensor with a layer axis: a compiled decode step (``torch.compile``) turns a write into a
+    slice of a shared tensor into a fresh copy of that whole tensor, once per layer, so the step would grow with
+    the number of layers times the cache size; writes into separate buffers stay in place.
+    """
 
     def __init__(
         self,
@@ -112,15 +125,17 @@ class KVCache(KVCacheBase):
         super().__init__(batch_size, max_length, device=device)
         # value_dim != head_dim: multi-head latent attention stores its latent as "keys" and its shared
         # RoPE key as "values" (see nn/mla.py)
-        shape = (n_layers, batch_size, n_kv_groups, max_length, head_dim)
-        self.keys = torch.zeros(shape, dtype=dtype, device=device)
-        self.values = torch.zeros(shape[:-1] + (value_dim or head_dim,), dtype=dtype, device=device)
+        shape = (batch_size, n_kv_groups, max_length, head_dim)
+        self.keys_per_layer = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.values_per_layer = [torch.zeros(shape[:-1] + (value_dim or head_dim,), dtype=dtype, device=device)
+                                 for _ in range(n_layers)]
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.keys, self.values))
+        return sum(t.numel() * t.element_size() for t in self.keys_per_layer + self.values_per_layer)
 
     def write(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         end = self._start + keys.shape[2]
-        self.keys[layer, :, :, self._start : end] = keys
-        self.values[layer, :, :, self._start : end] = values
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+        k_buf, v_buf = self.keys_per_layer[layer], self.values_per_layer[layer]
+        k_buf[:, :, self._start : end] = keys
+        v_buf[:, :, self._start : end] = values
+        return k_buf[:, :, :end], v_buf[:, :, :end]

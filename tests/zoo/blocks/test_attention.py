@@ -67,7 +67,8 @@ def test_mla_absorbed_decode_equals_naive():
     mask[0, :3] = 0
     naive, cache = stepwise_logits(model, ids, mask, [8] + [1] * 12)
     # the cache holds the latent and the shared rope key only: kv_lora_rank + qk_rope_head_dim per token
-    assert cache.keys.shape[-1] == 16 and cache.values.shape[-1] == 8 and cache.keys.shape[2] == 1
+    keys, values = cache.keys_per_layer[0], cache.values_per_layer[0]  # (batch, groups, slots, dim)
+    assert keys.shape[-1] == 16 and values.shape[-1] == 8 and keys.shape[1] == 1
     for block in model.trf_blocks:
         block.att.absorb = True
     absorbed, _ = stepwise_logits(model, ids, mask, [8] + [1] * 12)

@@ -26,6 +26,24 @@ def test_kv_cache_owns_position_and_rejects_overflow():
     assert cache.length == 0 and cache.next_position.tolist() == [0, 0]
 
 
+def test_kv_cache_remembers_padding_and_keeps_a_buffer_per_layer():
+    cache = KVCache(n_layers=3, batch_size=2, n_kv_groups=1, head_dim=4, max_length=6)
+    cache.append_tokens(torch.ones(2, 2, dtype=torch.long))
+    assert not cache.has_padding
+    cache.append_tokens(torch.tensor([[1], [0]]))
+    assert cache.has_padding
+    cache.append_tokens(torch.ones(2, 1, dtype=torch.long), padded=False)
+    assert cache.has_padding  # padding written earlier still needs a mask
+    cache.reset()
+    assert not cache.has_padding
+    cache.append_tokens(torch.ones(2, 1, dtype=torch.long), padded=True)  # the caller's word is taken
+    assert cache.has_padding
+    # separate buffers, not views of one tensor: a compiled step then writes one layer without copying the others
+    buffers = cache.keys_per_layer + cache.values_per_layer
+    assert len(buffers) == 6 and all(t._base is None for t in buffers)
+    assert len({t.data_ptr() for t in buffers}) == 6
+
+
 @pytest.mark.parametrize("layer_types", [("sliding", "sliding"), ("full", "sliding")])
 def test_ring_cache_equals_full_recomputation_with_window_mask(layer_types):
     cfg = get_config("mistral-7b-v0.1", **SMALL, n_heads=4, n_kv_groups=2, head_dim=8, sliding_window=4,

@@ -67,7 +67,7 @@ def test_hybrid_cache_holds_keys_for_full_layers_and_a_fixed_state_for_linear_on
     for cache, length in ((short, 16), (long, 64)):  # the estimator counts what the cache holds (float32 here)
         assert cache.nbytes() == kv_cache_bytes(cfg, length, batch_size=2, bytes_per_number=4)
     assert isinstance(short, HybridCache)
-    assert short.keys.shape[0] == cfg.layer_types.count("full")
+    assert len(short.keys_per_layer) == cfg.layer_types.count("full")
     assert sorted(short.recurrent_states) == [i for i, t in enumerate(cfg.layer_types) if t == "linear"]
     assert short.linear.nbytes() == long.linear.nbytes()  # the linear layers' state does not grow with the context
     ids = torch.randint(0, cfg.vocab_size, (2, 5))
