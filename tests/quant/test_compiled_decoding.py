@@ -77,6 +77,18 @@ def test_a_decode_step_traces_into_one_graph_without_breaks():
     assert explained.graph_break_count == 0, explained.break_reasons
 
 
+def test_generate_after_the_warm_up_compiles_nothing_new():
+    """The warm-up and race trace the step that ``generate`` runs (no mask for a new token), so a reply does
+    not stop in its first steps to compile again."""
+    model = tiny_int8()
+    compile_for_decoding(model, rounds=1, steps=2, backend="eager", max_length=40)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    wrapped = CompiledDecoding(model, backend="eager")  # TorchDynamo's cache belongs to the model's forward
+    longer = torch.randint(0, 256, (1, 16), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(generate(wrapped, longer, 20), generate(model, longer, 20))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs
+
+
 @pytest.mark.slow
 def test_inductor_step_gives_the_greedy_tokens_of_the_uncompiled_int8_model():
     model = tiny_int8()

@@ -181,12 +181,13 @@ def _decode(model: nn.Module, input_ids: torch.Tensor, mask: torch.Tensor, max_n
             finished |= torch.isin(nxt, eos)
             if bool(finished.all()):
                 return
-        ones = torch.ones(batch, 1, dtype=mask.dtype, device=mask.device)
         if use_cache:
-            tokens, step_mask = nxt[:, None], ones
+            # a new token is never padding, and None says so without a tensor to inspect: a compiled decode
+            # step (nn/compiled_decoding.py) then runs the very graph its warm-up traced
+            tokens, step_mask = nxt[:, None], None
         else:
             tokens = torch.cat([tokens, nxt[:, None]], dim=1)
-            step_mask = torch.cat([step_mask, ones], dim=1)
+            step_mask = torch.cat([step_mask, torch.ones(batch, 1, dtype=mask.dtype, device=mask.device)], dim=1)
 
 
 def generate(model: nn.Module, input_ids: torch.Tensor, max_new_tokens: int, sampling: SamplingParams | None = None,
