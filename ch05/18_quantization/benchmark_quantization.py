@@ -15,7 +15,8 @@ Cases, all greedy from the same 16-token prompts at batch 1 and 8, in one proces
 * **ours int8 compiled** (with `--compile`): the int8 model with its decode step compiled by TorchInductor
   (`nn.compiled_decoding`, `generate --quantize int8 --compile`), wrapping the very model of **ours int8**
   (same kernels, so the same tokens are expected); the compile time and the result of the race between compiled
-  and plain steps are printed, and the compiled step is timed whichever won.
+  and plain steps are printed, and the compiled step is timed whichever won. With `--compile`, **ours GGUF
+  compiled** does the same for the GGUF case when it is among the cases.
 
 `--cases` keeps only the named cases (transformers fp32, the reference, always runs).
 
@@ -130,13 +131,12 @@ def build_cases(batch: int, activations: str, compile_step: bool = False, only: 
     def quantized(scheme: str) -> torch.nn.Module:
         return load_gguf_quantized(path, scheme, rows=batch, activations=allowed)
 
-    def compiled(model: torch.nn.Module | None) -> torch.nn.Module:
+    def compiled(model: torch.nn.Module, name: str) -> torch.nn.Module:
         from llms_from_scratch.nn.compiled_decoding import CompiledDecoding, compile_for_decoding
 
-        model = model if model is not None else quantized("int8")  # the same kernels as "ours int8" if timed
         # the race in a cache of the size the timed runs use
         _, report = compile_for_decoding(model, batch, max_length=PROMPT_TOKENS + new_tokens)
-        print(f"ours int8 compiled: warm-up (compiling) {report.compile_s:.1f} s; decode step compiled "
+        print(f"{name}: warm-up (compiling) {report.compile_s:.1f} s; decode step compiled "
               f"{report.compiled_step_s * 1e3:.1f} ms vs plain {report.plain_step_s * 1e3:.1f} ms, the race kept "
               f"{report.chosen}")
         return CompiledDecoding(model)  # the compiled code is cached: no second compile
@@ -153,7 +153,11 @@ def build_cases(batch: int, activations: str, compile_step: bool = False, only: 
     cases = {"transformers fp32": theirs}
     cases.update((name, build()) for name, build in builders.items() if only is None or name in only)
     if compile_step:
-        cases["ours int8 compiled"] = compiled(cases.get("ours int8"))
+        # the very models of the uncompiled cases when they are timed, so both run the same kernels
+        int8 = cases["ours int8"] if "ours int8" in cases else quantized("int8")
+        cases["ours int8 compiled"] = compiled(int8, "ours int8 compiled")
+        if "ours GGUF (Q4_1 + Q8_0)" in cases:
+            cases["ours GGUF compiled"] = compiled(cases["ours GGUF (Q4_1 + Q8_0)"], "ours GGUF compiled")
     cases.setdefault("ours fp32", ours)  # its config is read below; not timed unless asked for
     return cases
 
@@ -230,9 +234,10 @@ def run_batch(batch: int, args: argparse.Namespace, bandwidth: float) -> None:
         print(f"| {name} | {med:.1f} ({min(speeds[name]):.1f}-{max(speeds[name]):.1f}) | {med / base:.2f}x | "
               f"{statistics.median(cpu_ms[name]):.1f} | {per_token / 1e6:.0f} | {bound:.0f} | {med / bound:.0%} | "
               f"{same}/{reference.numel()} |")
-    if "ours int8 compiled" in tokens and "ours int8" in tokens:
-        same = int((tokens["ours int8 compiled"] == tokens["ours int8"]).sum()) - ids.numel()
-        print(f"\nours int8 compiled: {same}/{reference.numel()} tokens equal to ours int8 (uncompiled)")
+    for fast, plain in (("ours int8 compiled", "ours int8"), ("ours GGUF compiled", "ours GGUF (Q4_1 + Q8_0)")):
+        if fast in tokens and plain in tokens:
+            same = int((tokens[fast] == tokens[plain]).sum()) - ids.numel()
+            print(f"\n{fast}: {same}/{reference.numel()} tokens equal to {plain} (uncompiled)")
     del cases
 
 
@@ -246,7 +251,8 @@ def main() -> None:
                         help="auto: quantized products may run on bfloat16 activations where measured faster; "
                              "float32: always float32")
     parser.add_argument("--compile", action="store_true",
-                        help="add the case 'ours int8 compiled' (TorchInductor; compiling takes a while)")
+                        help="add the case 'ours int8 compiled', and 'ours GGUF compiled' where the GGUF case is "
+                             "built (TorchInductor; compiling takes a while)")
     parser.add_argument("--cases", nargs="+", default=None,
                         help="time only these cases, e.g. 'ours int8' 'ours int8 compiled' (transformers fp32 always)")
     args = parser.parse_args()
