@@ -16,7 +16,7 @@ the ball's metric, ``(1 - |x|²)² / 4``, and the point is projected back just i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -98,14 +98,20 @@ class NegativeSampler:
 
     def _bad(self, heads: torch.Tensor, draws: torch.Tensor) -> torch.Tensor:
         keys = heads[:, None] * self.n_nodes + draws  # (batch, count)
-        return (draws == heads[:, None]) | torch.isin(keys, self._related)
+        if len(self._related) == 0:
+            return draws == heads[:, None]
+        # binary search in the sorted edge keys: torch.isin re-sorts all of them on every call, which dominates an
+        # epoch when the closure has hundreds of thousands of edges
+        at = torch.searchsorted(self._related, keys).clamp_max(len(self._related) - 1)
+        return (draws == heads[:, None]) | (self._related[at] == keys)
 
 
 def train_embeddings(n_nodes: int, edges: Sequence[tuple[int, int]] | torch.Tensor, config: TrainConfig,
-                     ) -> tuple[torch.Tensor, list[float]]:
+                     on_epoch: Callable[[int, float], None] | None = None) -> tuple[torch.Tensor, list[float]]:
     """Embed ``n_nodes`` nodes so that ``edges`` (pairs of node ids) are closer than unrelated pairs.
 
-    Returns the (n_nodes, dim) embedding and the mean loss of every epoch.
+    ``on_epoch(epoch, mean_loss)``, if given, is called after every epoch (epochs count from 0), e.g. to show
+    progress on a long run. Returns the (n_nodes, dim) embedding and the mean loss of every epoch.
     """
     if config.manifold not in ("poincare", "euclidean"):
         raise ValueError(f"manifold must be 'poincare' or 'euclidean', got {config.manifold!r}")
@@ -137,11 +143,13 @@ def train_embeddings(n_nodes: int, edges: Sequence[tuple[int, int]] | torch.Tens
                 weights[unique] = project_to_ball(moved) if poincare else moved
             total += loss.item() * len(batch)
         losses.append(total / len(edges))
+        if on_epoch is not None:
+            on_epoch(epoch, losses[-1])
     return weights, losses
 
 
 def rank_and_map(weights: torch.Tensor, edges: Sequence[tuple[int, int]] | torch.Tensor, manifold: str = "poincare",
-                 *, directed: bool = True) -> tuple[float, float]:
+                 *, directed: bool = True, heads: Sequence[int] | torch.Tensor | None = None) -> tuple[float, float]:
     """Mean rank and mean average precision of the reconstruction of ``edges``.
 
     Convention (the reference implementation's): the neighbours N(u) of a node u are the v with (u, v) an edge
@@ -149,6 +157,9 @@ def rank_and_map(weights: torch.Tensor, edges: Sequence[tuple[int, int]] | torch
     distance from u among v itself and all non-neighbours of u, u excluded (other neighbours do not count against
     it), so a perfect embedding has rank 1. The mean rank averages over all (u, v) pairs; MAP averages, over the
     nodes u with neighbours, the average precision of ranking N(u) above everything else.
+
+    ``heads`` restricts the nodes u that are scored (each still ranked against all nodes), for a sampled
+    evaluation of a graph too large to score every node; by default every node with neighbours is scored.
     """
     distance = poincare_distance if manifold == "poincare" else squared_euclidean_distance
     edges = torch.as_tensor(edges, dtype=torch.long).reshape(-1, 2)
@@ -160,7 +171,8 @@ def rank_and_map(weights: torch.Tensor, edges: Sequence[tuple[int, int]] | torch
             neighbours[v].add(u)
     ranks: list[int] = []
     precisions: list[float] = []
-    for u in range(n):
+    scored = range(n) if heads is None else torch.as_tensor(heads, dtype=torch.long).reshape(-1).tolist()
+    for u in scored:
         if not neighbours[u]:
             continue
         d = distance(weights[u][None], weights)  # (n,)
@@ -176,4 +188,6 @@ def rank_and_map(weights: torch.Tensor, edges: Sequence[tuple[int, int]] | torch
         position = torch.sort(rank).values + torch.arange(len(true))  # its position in the full ranking
         precision = torch.arange(1, len(true) + 1) / position
         precisions.append(precision.mean().item())
+    if not ranks:
+        raise ValueError("none of the scored nodes has a neighbour; pass heads that appear first in some edge")
     return sum(ranks) / len(ranks), sum(precisions) / len(precisions)
