@@ -11,6 +11,10 @@ runs in an environment of its own, with the package on the path::
 
     python -m venv trlenv-ppo && trlenv-ppo/bin/pip install torch==2.13.0 trl==1.10.0 tiktoken matplotlib
     OMP_NUM_THREADS=1 PYTHONPATH=pkg trlenv-ppo/bin/python ch07/08_ppo/compare_trl_ppo.py --seeds 1 2 3
+
+``--trl-conventions`` runs ours with some or all of TRL's conventions where the two differ (``all``, or any of
+``value``, ``score``, ``whiten``, ``clip``, ``order``; see ``TRL_CONVENTIONS``), to find which difference moves
+the result; give it its own ``--out`` folder (copy ``sft.pth`` there to reuse the SFT model) and ``--only ours``.
 """
 
 from __future__ import annotations
@@ -89,12 +93,30 @@ def check_reward_agrees(tokenizer: AdditionTokenizer, problems) -> None:
 
 
 # ----------------------------------------------------------------------------------------------- the runs
-def run_ours(sft: nn.Module, recipe: PPOAdditionRecipe, split, tokenizer: AdditionTokenizer, seed: int) -> dict:
+# TRL's conventions where ours differs, each as the change to our PPOConfig ("value" is PolicyWithValueHead's)
+TRL_CONVENTIONS = {
+    "value": {},  # a separate value network: PolicyWithValueHead(..., separate_value=True)
+    "score": {"score_after_last": True},  # the score on the first padding slot, with a value learnt there
+    "whiten": {"unbiased_whitening": True},  # advantages whitened with the unbiased variance
+    "clip": {"max_grad_norm": None},  # no gradient clipping
+    "order": {"prompt_order": "epochs"},  # shuffle the problems once, walk through them
+}
+
+
+def with_trl_conventions(recipe: PPOAdditionRecipe, names: list[str]) -> bool:
+    """Set ``recipe.ppo`` to TRL's conventions ``names``; returns whether the value network is separate."""
+    for name in names:
+        recipe.ppo = dataclasses.replace(recipe.ppo, **TRL_CONVENTIONS[name])
+    return "value" in names
+
+
+def run_ours(sft: nn.Module, recipe: PPOAdditionRecipe, split, tokenizer: AdditionTokenizer, seed: int,
+             separate_value: bool = False) -> dict:
     config = dataclasses.replace(recipe.ppo, seed=seed)
     torch.manual_seed(seed)
     model = copy.deepcopy(sft)
     start = time.perf_counter()
-    history = train_ppo(PolicyWithValueHead(model), copy.deepcopy(sft),
+    history = train_ppo(PolicyWithValueHead(model, separate_value=separate_value), copy.deepcopy(sft),
                         [tokenizer.encode(prompt_text(p)) for p in split.train],
                         exact_match_reward(tokenizer, split.train), config,
                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, progress=False)
@@ -164,7 +186,11 @@ def run_trl(sft: nn.Module, cfg: dict, recipe: PPOAdditionRecipe, split, tokeniz
 # ----------------------------------------------------------------------------------------------- the table
 def main() -> None:
     parser = comparison_parser(__doc__.split("\n")[0], "PPO", 100, "compare-trl-ppo")
+    parser.add_argument("--trl-conventions", nargs="+", default=[], choices=["all", *TRL_CONVENTIONS],
+                        help="run ours with these TRL conventions (use its own --out and --only ours)")
     args = parser.parse_args()
+    if args.trl_conventions and args.only != "ours":
+        parser.error("--trl-conventions changes our trainer only: add --only ours and a --out folder of its own")
     out = Path(args.out)
     if args.table:
         print_runs_table(out, "PPO", ('KL', 'kl'))
@@ -176,6 +202,8 @@ def main() -> None:
     recipe = PPOAdditionRecipe()
     if args.steps is not None:
         recipe.ppo = dataclasses.replace(recipe.ppo, steps=args.steps)
+    conventions = list(TRL_CONVENTIONS) if "all" in args.trl_conventions else args.trl_conventions
+    separate_value = with_trl_conventions(recipe, conventions)
     tokenizer = AdditionTokenizer()
     split = addition_split(recipe.num_test, recipe.num_val, seed=recipe.seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,10 +212,11 @@ def main() -> None:
     cfg = tiny_gpt_config(tokenizer, emb_dim=recipe.emb_dim, n_layers=recipe.n_layers)
     versions = f"trl {trl.__version__}, transformers {transformers.__version__}, torch {torch.__version__}"
     print(f"{versions}; SFT: {record['steps']} steps, test greedy pass@1 {record['test']['greedy_pass@1']:.3f}")
-    runners = {"ours": lambda s: run_ours(sft, recipe, split, tokenizer, s),
+    runners = {"ours": lambda s: run_ours(sft, recipe, split, tokenizer, s, separate_value),
                "trl": lambda s: run_trl(sft, cfg, recipe, split, tokenizer, s)}
     run_seeds(out, runners, args.seeds, args.only, versions={"ours": f"torch {torch.__version__}", "trl": versions},
-              samples=recipe.ppo.steps * recipe.ppo.prompts_per_step, hyperparameters=dataclasses.asdict(recipe.ppo),
+              samples=recipe.ppo.steps * recipe.ppo.prompts_per_step,
+              hyperparameters={**dataclasses.asdict(recipe.ppo), "separate_value": separate_value},
               before=record["test"])
     print_runs_table(out, "PPO", ('KL', 'kl'))
 

@@ -7,10 +7,10 @@ import math
 
 import pytest
 import torch
+from toy_ppo import CFG, EOS, GOOD, PAD, PROMPTS, good_reward, toy_policy
 
 from llms_from_scratch.alignment.logprobs import completion_logprobs
 from llms_from_scratch.alignment.ppo import (
-    PolicyWithValueHead,
     PPOConfig,
     evaluate_completions,
     gae,
@@ -22,12 +22,7 @@ from llms_from_scratch.alignment.ppo import (
 )
 from llms_from_scratch.alignment.sequences import pad_sequences
 from llms_from_scratch.ch04 import GPTModel
-from llms_from_scratch.training.checkpoints import CheckpointError
-
-CFG = {"vocab_size": 8, "context_length": 8, "emb_dim": 16, "n_heads": 2, "n_layers": 1, "drop_rate": 0.0,
-       "qkv_bias": False}
-EOS, PAD, GOOD = 6, 7, 3
-PROMPTS = [[1], [2], [4], [5], [1, 2], [4, 5]]
+from llms_from_scratch.training.checkpoints import CHECKSUM_KEY, CheckpointError, read_checkpoint, state_checksum
 
 
 def test_gae_by_hand_with_right_and_left_padding():
@@ -116,13 +111,8 @@ def test_no_eos_penalty():
     torch.testing.assert_close(rewards, torch.tensor([[0.0, 1.0], [0.0, 0.25]]))
 
 
-def _policy(seed=0):
-    torch.manual_seed(seed)
-    return PolicyWithValueHead(GPTModel(CFG))
-
-
 def test_values_and_logprobs_come_from_one_forward_pass():
-    policy = _policy()
+    policy = toy_policy()
     prompts = [[1, 2, 3], [4]]
     completions = [[5, 6], [2, 3, 6]]
     prompt_ids, prompt_mask = pad_sequences(prompts, PAD, side="left")
@@ -143,11 +133,6 @@ def test_values_and_logprobs_come_from_one_forward_pass():
     assert len(copy.deepcopy(policy).body.final_norm._forward_hooks) == 0
 
 
-def _good_reward(index, completion):
-    """1 for a completion that starts with GOOD, whatever the prompt."""
-    return 1.0 if completion[:1] == [GOOD] else 0.0
-
-
 def _prob_of_good(model):
     ids, mask = pad_sequences(PROMPTS, PAD, side="left")
     completion = torch.full((len(PROMPTS), 1), GOOD)
@@ -156,12 +141,12 @@ def _prob_of_good(model):
 
 
 def test_a_few_ppo_steps_raise_a_toy_reward_with_bounded_kl():
-    policy = _policy()
+    policy = toy_policy()
     reference = copy.deepcopy(policy.body)
     before = _prob_of_good(policy)
     config = PPOConfig(steps=10, prompts_per_step=6, ppo_epochs=2, minibatch_size=3, learning_rate=1e-2,
                        max_new_tokens=2, beta=0.05, eval_interval=5, no_eos_penalty=0.0, gamma=1.0, lam=0.95)
-    history = train_ppo(policy, reference, PROMPTS, _good_reward, config, eos_token_id=EOS, pad_token_id=PAD,
+    history = train_ppo(policy, reference, PROMPTS, good_reward, config, eos_token_id=EOS, pad_token_id=PAD,
                         evaluate=lambda m: {"p_good": _prob_of_good(m).mean().item()}, progress=False)
     after = _prob_of_good(policy)
     assert after.mean() > 2 * before.mean(), (before, after)
@@ -173,17 +158,17 @@ def test_a_few_ppo_steps_raise_a_toy_reward_with_bounded_kl():
     bound = torch.log(1 / before).max().item()
     assert all(math.isfinite(kl) for kl in history["kl"])
     assert max(history["kl"]) < bound, (history["kl"], bound)
-    for p, q in zip(reference.parameters(), _policy().body.parameters()):  # the reference never moves
+    for p, q in zip(reference.parameters(), toy_policy().body.parameters()):  # the reference never moves
         assert torch.equal(p, q)
 
 
 def test_the_kl_penalty_holds_the_policy_near_the_reference():
     runs = {}
     for beta in (0.0, 0.5):
-        policy = _policy()
+        policy = toy_policy()
         config = PPOConfig(steps=10, prompts_per_step=6, ppo_epochs=2, minibatch_size=3, learning_rate=1e-2,
                            max_new_tokens=2, beta=beta, eval_interval=10, no_eos_penalty=0.0)
-        history = train_ppo(policy, copy.deepcopy(policy.body), PROMPTS, _good_reward, config, eos_token_id=EOS,
+        history = train_ppo(policy, copy.deepcopy(policy.body), PROMPTS, good_reward, config, eos_token_id=EOS,
                             pad_token_id=PAD, progress=False)
         runs[beta] = (sum(history["kl"][5:]) / 5, _prob_of_good(policy).mean().item())
     # same seed, same samples at first: the penalised run drifts less and so also chases the reward less
@@ -200,22 +185,31 @@ def _config(**changes):
 
 def test_resume_equals_an_uninterrupted_run(tmp_path):
     kwargs = dict(eos_token_id=EOS, pad_token_id=PAD, progress=False)
-    straight = _policy()
-    full = train_ppo(straight, copy.deepcopy(straight.body), PROMPTS, _good_reward, _config(), **kwargs)
+    straight = toy_policy()
+    full = train_ppo(straight, copy.deepcopy(straight.body), PROMPTS, good_reward, _config(), **kwargs)
 
-    resumed = _policy()
+    resumed = toy_policy()
     reference = copy.deepcopy(resumed.body)
     path = tmp_path / "ppo.pth"
-    train_ppo(resumed, reference, PROMPTS, _good_reward, _config(), checkpoint_path=path, stop_at_step=2, **kwargs)
-    fresh = _policy(seed=5)  # other weights: resuming must restore the checkpoint's, value head included
-    rest = train_ppo(fresh, reference, PROMPTS, _good_reward, _config(), checkpoint_path=path, resume=True, **kwargs)
+    train_ppo(resumed, reference, PROMPTS, good_reward, _config(), checkpoint_path=path, stop_at_step=2, **kwargs)
+    fresh = toy_policy(seed=5)  # other weights: resuming must restore the checkpoint's, value head included
+    rest = train_ppo(fresh, reference, PROMPTS, good_reward, _config(), checkpoint_path=path, resume=True, **kwargs)
     for a, b in zip(straight.state_dict().values(), fresh.state_dict().values()):
         assert torch.equal(a, b)
     for key in ("reward", "kl", "policy_loss", "value_loss", "entropy"):
         assert rest[key] == full[key]
 
     with pytest.raises(CheckpointError, match="vf_coef"):
-        train_ppo(_policy(), reference, PROMPTS, _good_reward, _config(vf_coef=0.5), checkpoint_path=path,
+        train_ppo(toy_policy(), reference, PROMPTS, good_reward, _config(vf_coef=0.5), checkpoint_path=path,
+                  resume=True, **kwargs)
+
+    # a checkpoint written before a setting existed resumes when the setting is at its default, not otherwise
+    ckpt = read_checkpoint(path)
+    del ckpt["config"]["score_after_last"]
+    torch.save({**ckpt, CHECKSUM_KEY: state_checksum(ckpt)}, path)
+    train_ppo(toy_policy(), reference, PROMPTS, good_reward, _config(), checkpoint_path=path, resume=True, **kwargs)
+    with pytest.raises(CheckpointError, match="score_after_last"):
+        train_ppo(toy_policy(), reference, PROMPTS, good_reward, _config(score_after_last=True), checkpoint_path=path,
                   resume=True, **kwargs)
 
 
@@ -226,10 +220,10 @@ def test_config_and_arguments_are_checked():
         PPOConfig(lam=1.5)
     with pytest.raises(ValueError, match="temperature"):
         PPOConfig(temperature=0.0)
-    policy = _policy()
+    policy = toy_policy()
     with pytest.raises(ValueError, match="shares weights"):
-        train_ppo(policy, policy.body, PROMPTS, _good_reward, _config(), eos_token_id=EOS, pad_token_id=PAD,
+        train_ppo(policy, policy.body, PROMPTS, good_reward, _config(), eos_token_id=EOS, pad_token_id=PAD,
                   progress=False)
     with pytest.raises(TypeError, match="PolicyWithValueHead"):
-        train_ppo(GPTModel(CFG), GPTModel(CFG), PROMPTS, _good_reward, _config(), eos_token_id=EOS,
+        train_ppo(GPTModel(CFG), GPTModel(CFG), PROMPTS, good_reward, _config(), eos_token_id=EOS,
                   pad_token_id=PAD, progress=False)

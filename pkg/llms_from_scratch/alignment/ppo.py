@@ -13,10 +13,17 @@ One PPO step (InstructGPT's recipe, in the form most open implementations use):
 
 The value head is a linear map from the decoder's final-norm output (the hidden state the language-model head
 reads) to one number per token, so the policy and the critic share one network, as in InstructGPT.
+
+A few conventions of TRL's ``PPOTrainer`` are options here, all off by default, so the two implementations can be
+compared one difference at a time: a separate value network (``PolicyWithValueHead(body, separate_value=True)``),
+the score one position after the last real token (``PPOConfig.score_after_last``), whitening with the unbiased
+variance (``unbiased_whitening``), no gradient clipping (``max_grad_norm=None``) and prompts shuffled once per
+pass and walked through (``prompt_order="epochs"``).
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,14 +46,17 @@ class PolicyWithValueHead(nn.Module):
     from the final-norm output to one value per token.
 
     ``forward(ids)`` returns the body's logits, so the wrapper can stand in for the body anywhere;
-    :meth:`logits_and_values` returns ``(logits, values)`` from the same forward pass.
+    :meth:`logits_and_values` returns ``(logits, values)`` from the same forward pass. With
+    ``separate_value=True`` the value head reads a copy of the body instead (``value_body``, trained by the value
+    loss only), as TRL's PPO does with its separate value model; it costs a second forward pass.
     """
 
-    def __init__(self, body: nn.Module) -> None:
+    def __init__(self, body: nn.Module, separate_value: bool = False) -> None:
         super().__init__()
         if not hasattr(body, "final_norm") or not hasattr(body, "tok_emb"):
             raise TypeError(f"PolicyWithValueHead needs a decoder with tok_emb and final_norm, got {type(body).__name__}")
         self.body = body
+        self.value_body = copy.deepcopy(body) if separate_value else None
         self.value_head = nn.Linear(body.tok_emb.embedding_dim, 1)
         # values start near zero: the first advantages then come from the rewards rather than from noise
         nn.init.normal_(self.value_head.weight, std=1e-3)
@@ -54,11 +64,14 @@ class PolicyWithValueHead(nn.Module):
 
     def logits_and_values(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(batch, tokens, vocab)`` logits and ``(batch, tokens)`` values of right-padded ``ids``."""
+        critic = self.body if self.value_body is None else self.value_body
         captured: list[torch.Tensor] = []
         # the hook lives for one call only, so a deep copy of the model never carries it
-        handle = self.body.final_norm.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        handle = critic.final_norm.register_forward_hook(lambda _m, _i, out: captured.append(out))
         try:
             logits = self.body(ids)
+            if self.value_body is not None:
+                self.value_body(ids)
         finally:
             handle.remove()
         return logits, self.value_head(captured[-1]).squeeze(-1)
@@ -90,15 +103,18 @@ def _completion_columns(prompt_mask: torch.Tensor, num_columns: int, width: int)
 
 
 def evaluate_completions(policy: PolicyWithValueHead, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor,
-                         completion_ids: torch.Tensor, completion_mask: torch.Tensor, with_entropy: bool = False
+                         completion_ids: torch.Tensor, completion_mask: torch.Tensor, with_entropy: bool = False,
+                         value_mask: torch.Tensor | None = None
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Log-probabilities, values and (optionally) entropies of every completion token, each ``(batch, C)`` and
-    zero on padding, from one forward pass of ``policy``."""
+    zero on padding, from one forward pass of ``policy``. ``value_mask`` (default ``completion_mask``) says where
+    values are kept: :func:`score_slot_mask` adds the slot after the last real token."""
     capture = _Capture(policy)
     logprobs = completion_logprobs(capture, prompt_ids, prompt_mask, completion_ids, completion_mask)
     mask = completion_mask.bool()
     columns = _completion_columns(prompt_mask, completion_ids.shape[1], capture.values.shape[1] - 1)
-    values = torch.gather(capture.values, 1, columns).masked_fill(~mask, 0.0)
+    keep = mask if value_mask is None else value_mask.bool()
+    values = torch.gather(capture.values, 1, columns).masked_fill(~keep, 0.0)
     entropy = None
     if with_entropy:
         index = columns[..., None].expand(-1, -1, capture.logits.shape[-1])  # (batch, C, vocab)
@@ -108,13 +124,24 @@ def evaluate_completions(policy: PolicyWithValueHead, prompt_ids: torch.Tensor, 
 
 
 # ----------------------------------------------------------------------------------------------- rewards
+def score_slot_mask(mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` of right-padded completions plus the first padding slot of each row that has one: TRL's PPO puts
+    the score there and learns a value there (the state after the end token); a full row is left as it is."""
+    mask = mask.bool()
+    lengths = mask.sum(dim=1, keepdim=True)  # (batch, 1): index of the first padding slot
+    positions = torch.arange(mask.shape[1], device=mask.device)[None, :]
+    return mask | (positions == lengths)
+
+
 def token_rewards(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, scores: torch.Tensor, mask: torch.Tensor,
                   ended: torch.Tensor | None = None, *, beta: float, no_eos_penalty: float = 0.0,
-                  kl_estimator: str = "k1") -> tuple[torch.Tensor, torch.Tensor]:
+                  kl_estimator: str = "k1", score_mask: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards ``(batch, C)`` and the per-token KL estimate used for them.
 
     Every real token gets ``-beta * kl``; the last real token of each row (padding on either side) also gets the
-    row's score, minus ``no_eos_penalty`` where ``ended`` is False. Padding gets 0.
+    row's score, minus ``no_eos_penalty`` where ``ended`` is False. Padding gets 0. With ``score_mask`` the score
+    goes on the last True entry of ``score_mask`` instead (:func:`score_slot_mask`: the slot after the last token).
     """
     mask = mask.bool()
     kl = kl_estimate(logprobs, ref_logprobs, kl_estimator).masked_fill(~mask, 0.0)
@@ -123,16 +150,23 @@ def token_rewards(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, scores: to
         scores = scores - no_eos_penalty * (~ended.bool()).to(kl.dtype)
     rewards = -beta * kl
     rows = torch.arange(rewards.shape[0], device=rewards.device)
-    rewards[rows, last_real_index(mask)] += scores
+    rewards[rows, last_real_index(mask if score_mask is None else score_mask)] += scores
     return rewards, kl
 
 
-def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+def whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
+           unbiased: bool = False) -> torch.Tensor:
     """Scale ``values`` to unit variance over the True entries of ``mask`` (and, with ``shift_mean``, to zero
-    mean); padding stays 0 and does not enter the statistics. Uses the population variance."""
+    mean); padding stays 0 and does not enter the statistics. Uses the population variance, or with ``unbiased``
+    the sample variance (divided by n - 1, as TRL does)."""
     mask = mask.bool()
     mean = masked_mean(values, mask)
     variance = masked_mean((values - mean) ** 2, mask)
+    if unbiased:
+        count = mask.sum()
+        if count < 2:
+            raise ValueError("unbiased whitening needs at least two real entries; use a larger batch")
+        variance = variance * count / (count - 1)
     out = (values - mean) * torch.rsqrt(variance + eps)
     if not shift_mean:
         out = out + mean
@@ -212,6 +246,10 @@ class PPOConfig:
     max_grad_norm: float | None = 1.0
     eval_interval: int = 25
     seed: int = 123
+    # TRL's PPOTrainer conventions, off by default (see the module docstring)
+    score_after_last: bool = False  # score (and a learnt value) on the first padding slot, where there is one
+    unbiased_whitening: bool = False
+    prompt_order: str = "random"  # "random": each step draws afresh; "epochs": shuffle once per pass, walk through
 
     def __post_init__(self) -> None:
         for name in ("steps", "prompts_per_step", "ppo_epochs", "minibatch_size", "max_new_tokens", "eval_interval"):
@@ -225,6 +263,8 @@ class PPOConfig:
             raise ValueError(f"gamma and lam must lie in [0, 1], got gamma={self.gamma}, lam={self.lam}")
         if self.temperature <= 0:
             raise ValueError(f"PPO samples from the policy: temperature must be > 0, got {self.temperature}")
+        if self.prompt_order not in ("random", "epochs"):
+            raise ValueError(f"prompt_order must be 'random' or 'epochs', got {self.prompt_order!r}")
 
 
 def ppo_step(policy: PolicyWithValueHead, reference: nn.Module, optimizer: torch.optim.Optimizer,
@@ -239,18 +279,26 @@ def ppo_step(policy: PolicyWithValueHead, reference: nn.Module, optimizer: torch
     device = rollouts.completion_ids.device
     scores = torch.tensor([float(reward_fn(i, c)) for i, c in zip(prompt_indices, rollouts.completions())],
                           device=device)
-    batch = (rollouts.prompt_ids, rollouts.prompt_mask, rollouts.completion_ids, rollouts.completion_mask)
-    mask = rollouts.completion_mask
+    completion_ids, mask = rollouts.completion_ids, rollouts.completion_mask
+    if config.score_after_last:  # pad to max_new_tokens: every answer shorter than that has a slot after it
+        room = config.max_new_tokens - completion_ids.shape[1]
+        completion_ids = F.pad(completion_ids, (0, room), value=pad_token_id)
+        mask = F.pad(mask, (0, room), value=False)
+    batch = (rollouts.prompt_ids, rollouts.prompt_mask, completion_ids, mask)
+    # where values are learnt and the score sits: the real tokens, or (TRL) also the slot after them
+    value_mask = score_slot_mask(mask) if config.score_after_last else mask.bool()
     with torch.no_grad():
         policy.eval()
-        old_logprobs, old_values, old_entropy = evaluate_completions(policy, *batch, with_entropy=True)
+        old_logprobs, old_values, old_entropy = evaluate_completions(policy, *batch, with_entropy=True,
+                                                                     value_mask=value_mask)
         ref_logprobs = completion_logprobs(reference, *batch)
         rewards, kl = token_rewards(old_logprobs, ref_logprobs, scores, mask, rollouts.ended, beta=config.beta,
-                                    no_eos_penalty=config.no_eos_penalty, kl_estimator=config.kl_estimator)
+                                    no_eos_penalty=config.no_eos_penalty, kl_estimator=config.kl_estimator,
+                                    score_mask=value_mask)
         if config.whiten_rewards:
-            rewards = whiten(rewards, mask, shift_mean=False)
-        advantages, returns = gae(rewards, old_values, mask, config.gamma, config.lam)
-        advantages = whiten(advantages, mask)
+            rewards = whiten(rewards, value_mask, shift_mean=False, unbiased=config.unbiased_whitening)
+        advantages, returns = gae(rewards, old_values, value_mask, config.gamma, config.lam)
+        advantages = whiten(advantages, mask, unbiased=config.unbiased_whitening)
 
     policy.train()
     totals = {"policy_loss": 0.0, "value_loss": 0.0, "clip_fraction": 0.0, "value_clip_fraction": 0.0,
@@ -262,10 +310,12 @@ def ppo_step(policy: PolicyWithValueHead, reference: nn.Module, optimizer: torch
         for start in range(0, n, config.minibatch_size):
             rows = order[start:start + config.minibatch_size].to(device)
             logprobs, values, entropy = evaluate_completions(policy, *(t[rows] for t in batch),
-                                                             with_entropy=config.entropy_coef > 0)
+                                                             with_entropy=config.entropy_coef > 0,
+                                                             value_mask=value_mask[rows])
             m = mask[rows]
             pg_loss, clip_fraction = policy_loss(logprobs, old_logprobs[rows], advantages[rows], m, config.clip_eps)
-            vf_loss, value_clip_fraction = value_loss(values, old_values[rows], returns[rows], m, config.value_clip)
+            vf_loss, value_clip_fraction = value_loss(values, old_values[rows], returns[rows], value_mask[rows],
+                                                      config.value_clip)
             loss = pg_loss + config.vf_coef * vf_loss
             if entropy is not None:
                 loss = loss - config.entropy_coef * masked_mean(entropy, m)
@@ -297,6 +347,25 @@ STEP_KEYS = ("reward", "kl", "policy_loss", "value_loss", "clip_fraction", "valu
 
 
 # ----------------------------------------------------------------------------------------------- training loop
+def step_prompts(config: PPOConfig, num_prompts: int, step: int) -> list[int]:
+    """The indices of the prompts of step ``step`` (from 0), fixed by (seed, step) so a resumed run draws the same.
+
+    ``prompt_order="random"`` draws ``prompts_per_step`` without replacement at every step; ``"epochs"`` shuffles
+    the prompts once per pass and walks through them, dropping the last incomplete batch (as a data loader with
+    ``shuffle=True, drop_last=True`` does), so no prompt repeats within a pass.
+    """
+    cpu = torch.device("cpu")
+    if config.prompt_order == "random":
+        return torch.randperm(num_prompts, generator=step_generator(config.seed, step, 0, cpu))[
+            :config.prompts_per_step].tolist()
+    per_pass = num_prompts // config.prompts_per_step
+    epoch, batch = divmod(step, per_pass)
+    # seed + 2: a stream of its own, apart from the per-step draws (seed) and the minibatch shuffles (seed + 1)
+    order = torch.randperm(num_prompts, generator=step_generator(config.seed + 2, epoch, 0, cpu))
+    start = batch * config.prompts_per_step
+    return order[start:start + config.prompts_per_step].tolist()
+
+
 def train_ppo(policy: PolicyWithValueHead, reference: nn.Module, prompts: Sequence[Sequence[int]],
               reward_fn: RewardFn, config: PPOConfig, *, eos_token_id: int, pad_token_id: int,
               evaluate: EvaluateFn | None = None, checkpoint_path: str | Path | None = None, resume: bool = False,
@@ -326,8 +395,7 @@ def train_ppo(policy: PolicyWithValueHead, reference: nn.Module, prompts: Sequen
 
     def one_step(step: int) -> dict[str, float]:
         cpu = torch.device("cpu")
-        order = torch.randperm(len(prompts), generator=step_generator(config.seed, step, 0, cpu))
-        return ppo_step(policy, reference, session.optimizer, prompts, order[:config.prompts_per_step].tolist(),
+        return ppo_step(policy, reference, session.optimizer, prompts, step_prompts(config, len(prompts), step),
                         reward_fn, config, eos_token_id=eos_token_id, pad_token_id=pad_token_id,
                         generator=step_generator(config.seed, step, 1, device),
                         shuffle_generator=step_generator(config.seed + 1, step, 0, cpu))

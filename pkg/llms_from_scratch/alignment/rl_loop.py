@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,9 +63,11 @@ class RLSession:
         if not isinstance(ckpt, dict) or ckpt.get("kind") != self.kind or not needed <= ckpt.keys():
             raise CheckpointError(f"{self.path} is not a {self.kind.upper()} checkpoint; start without resume or "
                                   "use another path")
-        saved = {k: v for k, v in ckpt["config"].items() if k != "steps"}
-        current = {k: v for k, v in asdict(self.config).items() if k != "steps"}
-        changed = sorted(k for k in current if saved.get(k) != current[k])
+        # a setting the checkpoint does not name was added later and ran at its default then
+        defaults = {f.name: f.default for f in fields(self.config) if f.default is not MISSING}
+        saved = {**defaults, **ckpt["config"]}
+        current = asdict(self.config)
+        changed = sorted(k for k in current if k != "steps" and saved.get(k) != current[k])
         if changed:
             raise CheckpointError(f"{self.path} was trained with other settings ({', '.join(changed)}); resume with "
                                   "the same settings or start a new run")
