@@ -8,6 +8,8 @@ package; build it from source for the CPU it runs on:
 
     CMAKE_ARGS="-DGGML_NATIVE=OFF" pip install llama-cpp-python
     python compare_llama_cpp.py --threads 1 --rounds 5 --new-tokens 64
+    python compare_llama_cpp.py --threads 2 --compile    # adds ours with the decode step compiled
+
 
 The two compute different numbers (llama.cpp quantizes the activations to 8 bits for its dot products; ours
 multiply in float32 or bfloat16), so their tokens may part ways after a while: the table counts how many of
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--activations", choices=["auto", "float32"], default="auto",
                         help="ours: bfloat16 activations allowed for the quantized products where faster (auto)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time ours with the decode step compiled (TorchInductor; compiling takes a while)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -76,6 +80,15 @@ def main() -> None:
 
     runs = {"llama.cpp": lambda p: llama_cpp_decode(theirs, p, args.new_tokens),
             "ours (GGUF blocks kept)": lambda p: ours_decode(ours, p, args.new_tokens)}
+    if args.compile:
+        from llms_from_scratch.nn.compiled_decoding import CompiledDecoding, compile_for_decoding
+
+        _, report = compile_for_decoding(ours, max_length=PROMPT_TOKENS + args.new_tokens)
+        print(f"ours compiled: warm-up (compiling) {report.compile_s:.1f} s; decode step compiled "
+              f"{report.compiled_step_s * 1e3:.1f} ms vs plain {report.plain_step_s * 1e3:.1f} ms, the race kept "
+              f"{report.chosen}")
+        compiled = CompiledDecoding(ours)  # the same model and kernels; timed whichever won the race
+        runs["ours, decode step compiled"] = lambda p: ours_decode(compiled, p, args.new_tokens)
     prompts = [torch.randint(100, 20000, (PROMPT_TOKENS,), generator=torch.Generator().manual_seed(r)).tolist()
                for r in range(args.rounds)]
     for fn in runs.values():  # warm-up
