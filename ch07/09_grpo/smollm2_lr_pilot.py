@@ -24,9 +24,9 @@ from llms_from_scratch.alignment.grpo import GRPOConfig
 from llms_from_scratch.alignment.word_problems import exact_answer_reward, make_problems
 from llms_from_scratch.alignment.word_problems_grpo import (
     WORKED_INSTRUCTION,
-    answer_counts,
     answer_format_sft,
     chat_prompts,
+    evaluate_word_problems,
     train_grpo_cached,
     train_top_blocks,
 )
@@ -58,11 +58,10 @@ def main() -> None:
     warmed = copy.deepcopy(model.state_dict())
 
     def evaluate(policy: torch.nn.Module) -> dict[str, float]:
-        greedy, _ = answer_counts(policy, tokenizer, validation, max_new_tokens=MAX_NEW_TOKENS,
-                                  instruction=WORKED_INSTRUCTION)
-        sampled, _ = answer_counts(policy, tokenizer, validation, max_new_tokens=MAX_NEW_TOKENS, num_samples=4,
-                                   temperature=TEMPERATURE, seed=5, instruction=WORKED_INSTRUCTION)
-        return {"greedy": sum(greedy) / len(greedy), "sampled": sum(sampled) / (4 * len(sampled))}
+        metrics = evaluate_word_problems(policy, tokenizer, validation, max_new_tokens=MAX_NEW_TOKENS,
+                                         num_samples=4, temperature=TEMPERATURE, seed=5,
+                                         instruction=WORKED_INSTRUCTION)
+        return {"greedy": metrics["greedy_pass@1"], "sampled": metrics["sampled_pass@1"]}
 
     prompts = chat_prompts(tokenizer, grpo_problems, WORKED_INSTRUCTION)
     reward_fn = exact_answer_reward(grpo_problems, lambda ids: tokenizer.decode(ids, skip_special=True))
